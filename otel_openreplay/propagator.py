@@ -1,0 +1,136 @@
+"""``OpenReplayPropagator``: the session headers of a request, into the context, and out again.
+
+Extract reads ``X-OpenReplay-SessionToken`` / ``X-OpenReplay-Session-Token`` (token) and
+``openReplaySession.id`` (decimal id), in any case, validates them and puts the session into the
+context (see :mod:`otel_openreplay.session` for where). With a token and no id header the id is
+derived from the token. Every WSGI/ASGI framework that OpenTelemetry instruments calls the global
+propagator for each server request, so no framework needs code of its own.
+
+Inject writes the same headers on outgoing requests, so the user's downstream services link their
+logs too — unless ``propagate`` is off, and then the session stays in the process: no header, and no
+W3C ``baggage`` entry either (extract moves a session that arrived in baggage out of it).
+
+It must never raise and never store a value that failed validation: a hostile header is dropped
+with a debug log. It imports only ``opentelemetry-api`` (it is loaded while
+``opentelemetry.propagate`` is importing).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+
+from otel_openreplay.session import Session, current_session, valid_session_id, valid_token, with_session
+from otel_openreplay.settings import Settings, SettingsError
+
+_logger = logging.getLogger(__name__)
+
+
+class OpenReplayPropagator(TextMapPropagator):
+    """Carries the OpenReplay session in request headers.
+
+    Args:
+        settings: header names and ``propagate``; default :meth:`Settings.from_env`. Given no
+            settings and a bad environment, it logs an ERROR naming the variable and stays inert
+            (a privacy setting is never silently replaced by a default).
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._inert = False
+        if settings is None:
+            try:
+                settings = Settings.from_env()
+            except SettingsError as error:
+                _logger.error("otel-openreplay propagator disabled: %s", error)
+                settings = Settings.from_env({})
+                self._inert = True
+        self._settings = settings
+        self._token_headers = _with_lowercase(settings.token_headers)
+        self._id_headers = _with_lowercase(settings.session_id_headers)
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        """Return ``context`` with the request's session, or the existing one moved per ``propagate``."""
+        try:
+            return self._extract(carrier, context, getter)
+        except Exception:  # a getter of a framework we never saw must not break the request
+            _logger.debug("otel-openreplay: extract failed", exc_info=True)
+            return context if context is not None else Context()
+
+    def _extract(self, carrier: CarrierT, context: Context | None, getter: Getter[CarrierT]) -> Context:
+        if self._inert:
+            return context if context is not None else Context()
+        token = _first(carrier, getter, self._token_headers)
+        session_id = _first(carrier, getter, self._id_headers)
+        found = Session.of(token, session_id) if token is not None or session_id is not None else None
+        if (token is not None and valid_token(token) is None) or (
+            session_id is not None and valid_session_id(session_id) is None
+        ):
+            _logger.debug("otel-openreplay: dropped an invalid session header")
+        if found is None:
+            found = current_session(context)  # e.g. W3C baggage, validated, moved per `propagate`
+            if found is None:
+                return context if context is not None else Context()
+        return with_session(found, context, propagate=self._settings.propagate)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        """Write the session's headers into ``carrier``; nothing when ``propagate`` is off."""
+        if self._inert or not self._settings.propagate:
+            return
+        try:
+            found = current_session(context)
+            if found is None:
+                return
+            if found.token is not None and self._settings.token_headers:
+                setter.set(carrier, self._settings.token_headers[0], found.token)
+            if found.id is not None and self._settings.session_id_headers:
+                setter.set(carrier, self._settings.session_id_headers[0], found.id)
+        except Exception:  # never break the user's outgoing request
+            _logger.debug("otel-openreplay: inject failed", exc_info=True)
+
+    @property
+    def fields(self) -> set[str]:
+        """The headers inject writes (the first of each list)."""
+        if self._inert or not self._settings.propagate:
+            return set()
+        return set(self._settings.token_headers[:1]) | set(self._settings.session_id_headers[:1])
+
+
+def _with_lowercase(headers: tuple[str, ...]) -> tuple[str, ...]:
+    """Each name as configured, then lowercased: getters of dict carriers are case-sensitive."""
+    out: list[str] = []
+    for name in headers:
+        for spelling in (name, name.lower()):
+            if spelling not in out:
+                out.append(spelling)
+    return tuple(out)
+
+
+def _first(carrier: CarrierT, getter: Getter[CarrierT], names: tuple[str, ...]) -> str | None:
+    """The first value found under any of ``names``, stripped; ``None`` when none is present."""
+    for name in names:
+        values = getter.get(carrier, name)
+        if values:
+            value = values[0]
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            return value.strip() if isinstance(value, str) else None
+    return None

@@ -1,0 +1,225 @@
+"""The OpenReplay session: what it is, how it is validated, where it lives in the context.
+
+This module is the one place that knows the session's two names (``openReplaySessionToken`` and
+``openReplaySession.id``), what a valid value looks like, how the id is derived from a token, and how
+the message prefix is written. Everything else (propagator, processors, layout) calls it.
+
+It must never raise on a bad value (a bad value is simply not a session) and it may import only the
+standard library and ``opentelemetry-api``: the propagator, which imports it, is loaded while
+``opentelemetry.propagate`` itself is still importing.
+
+Where the session lives: under a private context key, already validated (cheap to read on every log
+record); and, when it may leave the process (``propagate=True``), also in W3C baggage, so that every
+propagator that carries baggage takes it to downstream services. Readers fall back to baggage (a
+session that arrived in a W3C ``baggage`` header), which they validate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
+
+TOKEN_KEY = "openReplaySessionToken"
+"""Attribute and baggage key of the session token (read by OpenReplay ≤ 1.20)."""
+
+SESSION_ID_KEY = "openReplaySession.id"
+"""Attribute and baggage key of the decimal session id (read by OpenReplay ≥ 1.21)."""
+
+TOKEN_PART = "[openReplaySessionToken="
+SESSION_ID_PART = "[openReplaySession.id="
+
+_TOKEN_RE = re.compile(r"[0-9A-Za-z._-]{1,256}")
+_SESSION_ID_RE = re.compile(r"[0-9]{1,20}")
+_BASE36_RE = re.compile(r"[0-9A-Za-z]{1,13}")
+_MAX_SESSION_ID = 10**20 - 1
+
+# Private home of a session that must not leave the process: no propagator reads this key.
+_LOCAL_KEY = context.create_key("otel_openreplay.session")
+
+
+def valid_token(value: object) -> str | None:
+    """Return ``value`` if it is a well-formed session token, else ``None``.
+
+    A token is 1-256 characters of ``[0-9A-Za-z._-]``: nothing that could close a ``]``, start a new
+    prefix part, break a line or a regex. Surrounding whitespace is not part of a token.
+    """
+    if isinstance(value, str) and _TOKEN_RE.fullmatch(value):
+        return value
+    return None
+
+
+def valid_session_id(value: object) -> str | None:
+    """Return ``value`` as a string if it is a well-formed session id (1-20 digits), else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_SESSION_ID:
+        return str(value)
+    if isinstance(value, str) and _SESSION_ID_RE.fullmatch(value):
+        return value
+    return None
+
+
+def session_id_from_token(token: str) -> str | None:
+    """Derive the decimal session id from a token's first segment (base36), or ``None``.
+
+    OpenReplay's token is ``base36(session id).base36(delay).base36(expiry).base58(HMAC)``, so the
+    first segment alone tells the session. Anything that is not plain base36 gives ``None``.
+    """
+    first = token.split(".", 1)[0]
+    if not _BASE36_RE.fullmatch(first):
+        return None
+    number = int(first, 36)
+    return str(number) if number <= _MAX_SESSION_ID else None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An OpenReplay session as carried through a request: a token, an id, or both (never neither)."""
+
+    token: str | None = None
+    id: str | None = None
+
+    @classmethod
+    def of(cls, token: object = None, session_id: object = None) -> Session | None:
+        """Validate raw values into a session, deriving the id from the token when none is given.
+
+        Invalid values are dropped, never raised: ``None`` when nothing valid remains.
+        """
+        good_token = valid_token(token)
+        good_id = valid_session_id(session_id)
+        if good_id is None and good_token is not None:
+            good_id = session_id_from_token(good_token)
+        if good_token is None and good_id is None:
+            return None
+        return cls(good_token, good_id)
+
+
+def current_session(ctx: Context | None = None) -> Session | None:
+    """The session of ``ctx`` (default: the current context), validated, or ``None``.
+
+    A session put there by this package is found under a private key, already validated. Otherwise
+    baggage is read and validated again here: the W3C ``baggage`` header lets any client put
+    ``openReplaySessionToken`` into baggage directly, bypassing the propagator's checks.
+    """
+    local = context.get_value(_LOCAL_KEY, ctx)
+    if local is not None:
+        return local if isinstance(local, Session) else None
+    entries = baggage.get_all(ctx)
+    if not entries:
+        return None
+    token = entries.get(TOKEN_KEY)
+    session_id = entries.get(SESSION_ID_KEY)
+    if token is None and session_id is None:
+        return None
+    return Session.of(token, session_id)
+
+
+def with_session(session: Session, ctx: Context | None = None, *, propagate: bool = True) -> Context:
+    """Return ``ctx`` carrying ``session``; also in baggage if it may ``propagate``.
+
+    Baggage keys of a previous session are removed first, so two sessions' values never mix, and
+    with ``propagate=False`` none is left there for a baggage propagator to send on.
+    """
+    ctx = baggage.remove_baggage(TOKEN_KEY, ctx)
+    ctx = baggage.remove_baggage(SESSION_ID_KEY, ctx)
+    ctx = context.set_value(_LOCAL_KEY, session, ctx)
+    if propagate:
+        if session.token is not None:
+            ctx = baggage.set_baggage(TOKEN_KEY, session.token, ctx)
+        if session.id is not None:
+            ctx = baggage.set_baggage(SESSION_ID_KEY, session.id, ctx)
+    return ctx
+
+
+@contextmanager
+def session(
+    token: str | None = None,
+    session_id: str | int | None = None,
+    *,
+    propagate: bool | None = None,
+) -> Iterator[Session | None]:
+    """Make a session current for a block of code that is not an HTTP request (a job, a worker, a CLI).
+
+    Logs emitted inside the block carry the session exactly as a request's would. Invalid values are
+    dropped (the block then runs without a session and ``None`` is yielded), never raised.
+    ``propagate`` defaults to the ``OTEL_OPENREPLAY_PROPAGATE`` setting.
+
+    An exception escaping the block remembers the session, so an error logged for it later, outside
+    the block (an uncaught-exception hook, a caller's ``except``), still carries it.
+
+    Example::
+
+        with otel_openreplay.session(token=job.openreplay_token):
+            logging.getLogger(__name__).error("payment failed")
+    """
+    found = Session.of(token, session_id)
+    if found is None:
+        yield None
+        return
+    if propagate is None:
+        from otel_openreplay.settings import Settings
+
+        propagate = Settings.from_env().propagate
+    token_ = context.attach(with_session(found, propagate=propagate))
+    try:
+        yield found
+    except BaseException as error:
+        remember(error, found)
+        raise
+    finally:
+        context.detach(token_)
+
+
+_EXCEPTION_ATTR = "__otel_openreplay_session__"
+
+
+def remember(error: BaseException, found: Session) -> None:
+    """Attach ``found`` to an exception leaving its session, unless it already remembers one."""
+    try:
+        if getattr(error, _EXCEPTION_ATTR, None) is None:
+            setattr(error, _EXCEPTION_ATTR, found)
+    except Exception:  # noqa: S110  an exception type that refuses attributes simply keeps no session
+        pass
+
+
+def remembered(error: object) -> Session | None:
+    """The session an exception left with (see :func:`remember`), or ``None``."""
+    found = getattr(error, _EXCEPTION_ATTR, None)
+    return found if isinstance(found, Session) else None
+
+
+def prefix_for(session: Session, *, token: bool = True, session_id: bool = True) -> str:
+    """The message prefix for ``session``: a part only for each value known (and wanted)."""
+    prefix = ""
+    if token and session.token is not None:
+        prefix = f"{TOKEN_PART}{session.token}] "
+    if session_id and session.id is not None:
+        prefix += f"{SESSION_ID_PART}{session.id}] "
+    return prefix
+
+
+def apply_prefix(message: str, prefix: str) -> str:
+    """Prefix ``message``, never twice: the one rule both export paths share.
+
+    If the message already starts with ``prefix`` it is returned unchanged. Otherwise a leading
+    token part, then a leading id part, equal to the ones in ``prefix`` are removed before the whole
+    prefix is put in front, so a message that carries only some of the parts gets the rest once.
+    """
+    if not prefix or message.startswith(prefix):
+        return message
+    if message.startswith(TOKEN_PART) or message.startswith(SESSION_ID_PART):
+        for part in _parts(prefix):
+            if message.startswith(part):
+                message = message[len(part) :]
+    return prefix + message
+
+
+def _parts(prefix: str) -> Iterator[str]:
+    start = 0
+    while start < len(prefix):
+        end = prefix.index("] ", start) + 2
+        yield prefix[start:end]
+        start = end
