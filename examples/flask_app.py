@@ -1,0 +1,57 @@
+"""A small Flask shop whose backend errors show up on OpenReplay's session replay.
+
+Nothing in it knows about OpenReplay: ``opentelemetry-instrument`` loads otel-openreplay, which reads
+the session header of each request and tags every log record of it. Run it as the README says::
+
+    OTEL_SERVICE_NAME=flask-shop OTEL_LOGS_EXPORTER=console OTEL_TRACES_EXPORTER=console \\
+        opentelemetry-instrument gunicorn --bind 127.0.0.1:8000 examples.flask_app:app
+
+then ``curl -H 'X-OpenReplay-SessionToken: <token>' http://127.0.0.1:8000/checkout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import requests
+from flask import Flask, jsonify, request
+
+app = Flask(__name__)
+log = logging.getLogger("shop.checkout")
+
+
+@app.get("/checkout")
+def checkout() -> tuple[object, int]:
+    """A payment that fails: one INFO record (stays in the app) and one ERROR record (reaches OpenReplay)."""
+    log.info("checkout started")
+    log.error("payment declined: card %s expired", "4242")
+    return jsonify(status="declined"), 402
+
+
+@app.get("/crash")
+def crash() -> object:
+    """An unhandled exception: Flask logs it at ERROR with its traceback, still inside the request."""
+    raise RuntimeError("inventory service timed out")
+
+
+@app.get("/thread")
+def in_thread() -> object:
+    """An error logged by a worker thread started for the request."""
+    worker = threading.Thread(target=lambda: log.error("receipt rendering failed"), name="receipts")
+    worker.start()
+    worker.join()
+    return jsonify(status="queued")
+
+
+@app.get("/call")
+def call() -> object:
+    """Calls another service over HTTP: the session goes along in the request's headers."""
+    response = requests.get(request.args["url"], timeout=10)
+    return jsonify(downstream=response.status_code)
+
+
+@app.get("/health")
+def health() -> object:
+    """Readiness probe, logs nothing."""
+    return jsonify(status="ok")

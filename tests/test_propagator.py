@@ -1,0 +1,143 @@
+"""OpenReplayPropagator: headers in (any spelling, validated), headers out (unless kept local)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry import baggage
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+
+from otel_openreplay.propagator import OpenReplayPropagator
+from otel_openreplay.session import Session, current_session
+from otel_openreplay.settings import Settings
+from tests.conftest import TOKEN, TOKEN_SESSION_ID
+
+
+def propagator(**overrides: object) -> OpenReplayPropagator:
+    return OpenReplayPropagator(Settings.from_env({}, **overrides))
+
+
+class TestExtract:
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "X-OpenReplay-SessionToken",
+            "x-openreplay-sessiontoken",
+            "X-OpenReplay-Session-Token",
+            "x-openreplay-session-token",
+        ],
+    )
+    def test_token_header_spellings(self, header: str) -> None:
+        """Both token header names are read, as sent or lowercased (ASGI, HTTP/2)."""
+        ctx = propagator().extract({header: TOKEN})
+        assert current_session(ctx) == Session(TOKEN, TOKEN_SESSION_ID)
+
+    @pytest.mark.parametrize("header", ["openReplaySession.id", "openreplaysession.id"])
+    def test_session_id_header(self, header: str) -> None:
+        """The ≥1.21 id header alone is a session."""
+        assert current_session(propagator().extract({header: "7297413432396165"})) == Session(
+            None, "7297413432396165"
+        )
+
+    def test_surrounding_whitespace_is_ignored(self) -> None:
+        """A value padded by a proxy is still the same token."""
+        assert current_session(propagator().extract({"X-OpenReplay-SessionToken": f"  {TOKEN} "})).token == TOKEN
+
+    @pytest.mark.parametrize("value", ["a b", "x] [openReplaySessionToken=forged", "t\r\nX-Evil: 1", "x" * 300])
+    def test_invalid_token_is_dropped_with_a_debug_log(self, value: str, caplog: pytest.LogCaptureFixture) -> None:
+        """A hostile header gives no session, a debug line, and no exception."""
+        with caplog.at_level(logging.DEBUG, logger="otel_openreplay"):
+            ctx = propagator().extract({"X-OpenReplay-SessionToken": value})
+        assert current_session(ctx) is None
+        assert "dropped an invalid session header" in caplog.text
+
+    def test_no_header_leaves_context_unchanged(self) -> None:
+        """A request without a session header gets no session."""
+        assert current_session(propagator().extract({"content-type": "text/html"})) is None
+
+    def test_custom_header_names(self) -> None:
+        """Configured header names replace the defaults."""
+        p = propagator(token_headers=["X-Session"])
+        assert current_session(p.extract({"X-Session": TOKEN})).token == TOKEN
+        assert current_session(p.extract({"X-OpenReplay-SessionToken": TOKEN})) is None
+
+    def test_w3c_baggage_session_is_validated_and_kept(self) -> None:
+        """A session that came in W3C baggage (after the baggage propagator) is validated and used."""
+        composite = CompositePropagator([W3CBaggagePropagator(), propagator()])
+        ctx = composite.extract({"baggage": f"openReplaySessionToken={TOKEN}"})
+        assert current_session(ctx) == Session(TOKEN, TOKEN_SESSION_ID)
+
+    def test_forged_w3c_baggage_is_not_a_session(self) -> None:
+        """A forged baggage value never becomes a session."""
+        composite = CompositePropagator([W3CBaggagePropagator(), propagator()])
+        ctx = composite.extract({"baggage": "openReplaySessionToken=a%5D%20%5Bx"})
+        assert current_session(ctx) is None
+
+    def test_a_broken_getter_never_raises(self) -> None:
+        """A carrier the getter cannot read leaves the context as it was."""
+
+        class Broken:
+            def get(self, carrier: object, key: str) -> list[str]:
+                raise RuntimeError("boom")
+
+            def keys(self, carrier: object) -> list[str]:
+                return []
+
+        assert current_session(propagator().extract({}, getter=Broken())) is None
+
+
+class TestInject:
+    def test_writes_first_header_of_each_list(self) -> None:
+        """Outgoing requests carry the token and the id, under the first configured names."""
+        p = propagator()
+        carrier: dict[str, str] = {}
+        p.inject(carrier, p.extract({"x-openreplay-session-token": TOKEN}))
+        assert carrier == {"X-OpenReplay-SessionToken": TOKEN, "openReplaySession.id": TOKEN_SESSION_ID}
+        assert p.fields == {"X-OpenReplay-SessionToken", "openReplaySession.id"}
+
+    def test_propagate_false_keeps_the_session_in_the_process(self) -> None:
+        """No header and no W3C baggage entry leaves the process when propagate is off."""
+        composite = CompositePropagator([W3CBaggagePropagator(), propagator(propagate=False)])
+        ctx = composite.extract({"X-OpenReplay-SessionToken": TOKEN, "baggage": "openReplaySession.id=5,k=v"})
+        assert current_session(ctx) == Session(TOKEN, TOKEN_SESSION_ID)  # our header wins over baggage
+        carrier: dict[str, str] = {}
+        composite.inject(carrier, ctx)
+        assert carrier == {"baggage": "k=v"}
+        assert propagator(propagate=False).fields == set()
+
+    def test_propagate_true_also_sends_w3c_baggage(self) -> None:
+        """With propagation on, W3C baggage carries the session as well (the documented trade-off)."""
+        composite = CompositePropagator([W3CBaggagePropagator(), propagator()])
+        carrier: dict[str, str] = {}
+        composite.inject(carrier, composite.extract({"X-OpenReplay-SessionToken": TOKEN}))
+        assert f"openReplaySessionToken={TOKEN}" in carrier["baggage"]
+
+    def test_nothing_to_inject_without_session(self) -> None:
+        """A context without session adds no header."""
+        carrier: dict[str, str] = {}
+        propagator().inject(carrier, baggage.set_baggage("k", "v"))
+        assert carrier == {}
+
+
+class TestEnvironment:
+    def test_bad_env_makes_it_inert_with_an_error(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A bad OTEL_OPENREPLAY_* value is logged naming the variable; nothing is extracted or sent."""
+        monkeypatch.setenv("OTEL_OPENREPLAY_PROPAGATE", "maybe")
+        p = OpenReplayPropagator()
+        assert "OTEL_OPENREPLAY_PROPAGATE='maybe'" in caplog.text
+        ctx = p.extract({"X-OpenReplay-SessionToken": TOKEN})
+        assert current_session(ctx) is None
+        carrier: dict[str, str] = {}
+        p.inject(carrier, ctx)
+        assert carrier == {}
+
+    def test_entry_point_loads_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """OTEL_PROPAGATORS=...,openreplay finds the propagator by its entry point name."""
+        from opentelemetry.util._importlib_metadata import entry_points
+
+        (found,) = entry_points(group="opentelemetry_propagator", name="openreplay")
+        assert found.load() is OpenReplayPropagator
