@@ -15,11 +15,11 @@ from otel_openreplay.settings import Settings, SettingsError
 from otel_openreplay.version import __version__
 
 if TYPE_CHECKING:
-    from otel_openreplay.wiring import Wiring, configure
     from otel_openreplay.exporter import ElasticsearchLogExporter
     from otel_openreplay.instrumentor import OpenReplayInstrumentor
     from otel_openreplay.processor import OpenReplayLogProcessor
     from otel_openreplay.span_processor import OpenReplaySpanProcessor
+    from otel_openreplay.wiring import Wiring, configure
 
 __all__ = [
     "ElasticsearchLogExporter",

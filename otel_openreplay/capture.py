@@ -10,6 +10,9 @@ Three hooks, installed by :func:`otel_openreplay.configure` and the instrumentor
   attributes, which both OTel logging handlers copy into the log record; the log processor then
   writes the prefix. This is what puts the session on uvicorn's ``Exception in ASGI application``,
   logged after the ASGI middleware has left the request's context.
+* An exception that escapes a SERVER span without having been logged at ERROR (uvicorn logs it
+  only later, to its own non-propagating logger) is logged at ERROR by ``otel_openreplay.uncaught``
+  right there, in the request's context.
 * ``sys.excepthook`` and ``threading.excepthook`` log uncaught exceptions at ERROR with ``exc_info``
   (and so with the session when one is current or remembered), then call the previous hook.
 
@@ -27,12 +30,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from otel_openreplay.session import SESSION_ID_KEY, TOKEN_KEY, Session, current_session, remember, remembered
 
 UNCAUGHT_LOGGER = "otel_openreplay.uncaught"
 """Name of the logger that reports uncaught exceptions."""
 
 _uncaught = logging.getLogger(UNCAUGHT_LOGGER)
+_LOGGED_ATTR = "__otel_openreplay_logged__"
 
 # The factory signature of `logging.setLogRecordFactory`.
 RecordFactoryT = Callable[..., logging.LogRecord]
@@ -82,25 +88,24 @@ class Capture:
         exc_info = record.exc_info
         if exc_info:
             try:
-                found = remembered(exc_info[1])
+                error = exc_info[1]
+                if record.levelno >= logging.ERROR:
+                    _mark_logged(error)
+                found = remembered(error)
                 if found is not None and TOKEN_KEY not in record.__dict__:
                     _set_record_session(record, found)
             except Exception:  # noqa: S110  a record is made whatever happens here
                 pass
         return record
 
-    def _excepthook(
-        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def _excepthook(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         _log_uncaught("Uncaught exception", exc_type, exc, tb)
         (self._previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
 
     def _threading_hook(self, args: threading.ExceptHookArgs) -> None:
         if args.exc_value is not None:
             name = args.thread.name if args.thread is not None else "?"
-            _log_uncaught(
-                f"Uncaught exception in thread {name}", args.exc_type, args.exc_value, args.exc_traceback
-            )
+            _log_uncaught(f"Uncaught exception in thread {name}", args.exc_type, args.exc_value, args.exc_traceback)
         (self._previous_threading_hook or threading.__excepthook__)(args)
 
     def _patch_record_exception(self) -> None:
@@ -114,6 +119,8 @@ class Capture:
         def record_exception(span: Span, exception: BaseException, *args: Any, **kwargs: Any) -> None:
             _remember_from_span(span, exception)
             original(span, exception, *args, **kwargs)
+            if span.kind is SpanKind.SERVER:
+                _report_unlogged(span, exception)
 
         record_exception.__wrapped__ = original  # type: ignore[attr-defined]
         Span.record_exception = record_exception  # type: ignore[method-assign]
@@ -129,6 +136,29 @@ def _remember_from_span(span: Any, exception: BaseException) -> None:
         pass
 
 
+def _mark_logged(error: object) -> None:
+    with contextlib.suppress(Exception):  # an exception type that refuses attributes
+        setattr(error, _LOGGED_ATTR, True)
+
+
+def _report_unlogged(span: Any, exception: BaseException) -> None:
+    """Log an exception that escaped a request and that nobody logged at ERROR before it escaped.
+
+    Servers such as uvicorn log it themselves only after the request's context is gone, and to a
+    logger that does not propagate to the root logger, where OpenTelemetry's handler sits. Logged
+    here, while the request's context is still attached, it carries the session.
+    """
+    if getattr(exception, _LOGGED_ATTR, False):
+        return
+    _mark_logged(exception)
+    with contextlib.suppress(Exception):
+        _uncaught.error(
+            "Unhandled exception in %s",
+            span.name,
+            exc_info=(type(exception), exception, exception.__traceback__),
+        )
+
+
 def _set_record_session(record: logging.LogRecord, found: Session) -> None:
     if found.token is not None:
         record.__dict__[TOKEN_KEY] = found.token
@@ -136,9 +166,7 @@ def _set_record_session(record: logging.LogRecord, found: Session) -> None:
         record.__dict__[SESSION_ID_KEY] = found.id
 
 
-def _log_uncaught(
-    message: str, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-) -> None:
+def _log_uncaught(message: str, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
         return
     with contextlib.suppress(Exception):  # the previous hook still reports it

@@ -18,8 +18,8 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from otel_openreplay.wiring import Wiring, configure
 from otel_openreplay.settings import SettingsError
+from otel_openreplay.wiring import Wiring, configure
 
 _logger = logging.getLogger(__name__)
 
