@@ -71,9 +71,7 @@ def _prefix(name: str, raw: str) -> tuple[str, ...]:
     parts = tuple(part.strip() for part in value.split(",") if part.strip())
     unknown = [part for part in parts if part not in _PREFIX_PARTS]
     if unknown:
-        raise SettingsError(
-            f"{name}={raw!r}: unknown part {unknown[0]!r}; expected token,id | token | id | none"
-        )
+        raise SettingsError(f"{name}={raw!r}: unknown part {unknown[0]!r}; expected token,id | token | id | none")
     return tuple(part for part in _PREFIX_PARTS if part in parts)
 
 
@@ -101,8 +99,7 @@ SPECS: tuple[Spec, ...] = (
         OTEL_OPENREPLAY_SESSION_ID_HEADERS,
         "openReplaySession.id",
         _headers,
-        "Request headers read for the decimal session id, any case. The first is written on outgoing "
-        "requests.",
+        "Request headers read for the decimal session id, any case. The first is written on outgoing requests.",
     ),
     Spec(
         "prefix",

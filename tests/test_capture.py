@@ -7,8 +7,10 @@ import sys
 import threading
 
 import pytest
+from opentelemetry import context
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 
 from otel_openreplay import configure, session
 from otel_openreplay.propagator import OpenReplayPropagator
@@ -44,6 +46,36 @@ class TestCapture:
         (record,) = pipeline.records()
         assert record.body.startswith(FULL + "Exception in ASGI application")
         assert record.attributes["exception.type"] == "RuntimeError"
+
+    def test_unlogged_exception_escaping_a_server_span_is_logged_in_its_context(self, wired) -> None:
+        """uvicorn logs to a non-propagating logger after detach: we log it while the session is current."""
+        pipeline, tracer_provider = wired
+        ctx = OpenReplayPropagator().extract({"openReplaySession.id": "12"})
+        token = context.attach(ctx)
+        try:
+            with tracer_provider.get_tracer("asgi").start_as_current_span("GET /crash", kind=SpanKind.SERVER):
+                raise RuntimeError("inventory service timed out")
+        except RuntimeError:
+            pass
+        finally:
+            context.detach(token)
+        (record,) = pipeline.records()
+        assert record.body == "[openReplaySession.id=12] Unhandled exception in GET /crash"
+        assert "RuntimeError: inventory service timed out" in record.attributes["exception.stacktrace"]
+
+    def test_exception_logged_by_the_framework_is_not_logged_again(self, wired) -> None:
+        """Flask and Django log the error themselves inside the request: one record, not two."""
+        pipeline, tracer_provider = wired
+        try:
+            with tracer_provider.get_tracer("wsgi").start_as_current_span("GET /crash", kind=SpanKind.SERVER):
+                try:
+                    raise RuntimeError("boom")
+                except RuntimeError:
+                    logging.getLogger("flask.app").exception("Exception on /crash [GET]")
+                    raise
+        except RuntimeError:
+            pass
+        assert [r.body for r in pipeline.records()] == ["Exception on /crash [GET]"]
 
     def test_exception_leaving_a_session_block_and_logged_by_the_caller(self, wired) -> None:
         """A job's error logged by the caller's `except` carries the job's session."""

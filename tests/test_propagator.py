@@ -37,9 +37,7 @@ class TestExtract:
     @pytest.mark.parametrize("header", ["openReplaySession.id", "openreplaysession.id"])
     def test_session_id_header(self, header: str) -> None:
         """The ≥1.21 id header alone is a session."""
-        assert current_session(propagator().extract({header: "7297413432396165"})) == Session(
-            None, "7297413432396165"
-        )
+        assert current_session(propagator().extract({header: "7297413432396165"})) == Session(None, "7297413432396165")
 
     def test_surrounding_whitespace_is_ignored(self) -> None:
         """A value padded by a proxy is still the same token."""

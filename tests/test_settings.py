@@ -35,9 +35,15 @@ class TestSettings:
     @pytest.mark.parametrize(
         ("env", "message"),
         [
-            ({"OTEL_OPENREPLAY_PROPAGATE": "maybe"}, "OTEL_OPENREPLAY_PROPAGATE='maybe': expected true or false"),
+            (
+                {"OTEL_OPENREPLAY_PROPAGATE": "maybe"},
+                "OTEL_OPENREPLAY_PROPAGATE='maybe': expected true or false",
+            ),
             ({"OTEL_OPENREPLAY_PREFIX": "token,session"}, "unknown part 'session'"),
-            ({"OTEL_OPENREPLAY_TOKEN_HEADERS": "X Bad"}, "OTEL_OPENREPLAY_TOKEN_HEADERS: 'X Bad' is not a valid"),
+            (
+                {"OTEL_OPENREPLAY_TOKEN_HEADERS": "X Bad"},
+                "OTEL_OPENREPLAY_TOKEN_HEADERS: 'X Bad' is not a valid",
+            ),
         ],
     )
     def test_bad_values_name_the_variable(self, env: dict[str, str], message: str) -> None:

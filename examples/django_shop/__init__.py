@@ -1,0 +1,1 @@
+"""The example Django shop: settings, views and the WSGI entry point."""

@@ -1,0 +1,135 @@
+"""The example apps as real processes: a real server under ``opentelemetry-instrument``.
+
+Flask and Django run in gunicorn (a WSGI server), FastAPI in uvicorn. Tests read what the app's
+console exporter printed (one JSON object per log record or span) or what reached the collector.
+This module must never import the apps: they run in their own processes, as users run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+SERVERS: dict[str, list[str]] = {
+    "flask": ["gunicorn", "--workers", "1", "--threads", "4", "examples.flask_app:app"],
+    "django": ["gunicorn", "--workers", "1", "--threads", "4", "examples.django_shop.wsgi"],
+    "fastapi": ["uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class App:
+    """One example app served by a real server under ``opentelemetry-instrument``."""
+
+    def __init__(self, kind: str, env: Mapping[str, str] | None = None) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = Path(tempfile.mkdtemp(prefix=f"otelor-{kind}-"))
+        self.stdout_path = self._dir / "stdout"
+        self.stderr_path = self._dir / "stderr"
+        self.env = {
+            **os.environ,
+            "OTEL_SERVICE_NAME": f"{kind}-shop",
+            "OTEL_LOGS_EXPORTER": "console",
+            "OTEL_TRACES_EXPORTER": "console",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_BLRP_SCHEDULE_DELAY": "100",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "PYTHONUNBUFFERED": "1",
+            **({"DJANGO_SETTINGS_MODULE": "examples.django_shop.settings"} if kind == "django" else {}),
+            **(env or {}),
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        server = SERVERS[self.kind]
+        bind = ["--port", str(self.port)] if self.kind == "fastapi" else ["--bind", f"127.0.0.1:{self.port}"]
+        return [str(BIN / "opentelemetry-instrument"), str(BIN / server[0]), *server[1:], *bind]
+
+    def start(self, timeout: float = 30) -> App:
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self._process = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{self.kind} app exited: {self.stderr_tail()}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.kind} app not ready in {timeout}s: {self.stderr_tail()}")
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None, **params: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", headers=dict(headers or {}), params=params, timeout=10)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def stderr_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def objects(self) -> list[dict[str, Any]]:
+        """Every JSON object the console exporters printed so far, in order."""
+        text = self.stdout_path.read_text(errors="replace")
+        decoder = json.JSONDecoder()
+        found: list[dict[str, Any]] = []
+        index = text.find("{")
+        while index != -1:
+            try:
+                obj, end = decoder.raw_decode(text, index)
+            except json.JSONDecodeError:
+                index = text.find("{", index + 1)
+                continue
+            if isinstance(obj, dict):
+                found.append(obj)
+            index = text.find("{", end)
+        return found
+
+    def logs(self) -> list[dict[str, Any]]:
+        return [obj for obj in self.objects() if "severity_number" in obj]
+
+    def spans(self) -> list[dict[str, Any]]:
+        return [obj for obj in self.objects() if "kind" in obj and "context" in obj]
+
+    def wait_for_log(self, predicate: Any, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.logs():
+                if predicate(record):
+                    return record
+            time.sleep(0.1)
+        bodies = [record.get("body") for record in self.logs()]
+        raise AssertionError(f"no matching log record in {self.kind} app; got bodies {bodies}")
+
+    def __enter__(self) -> App:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

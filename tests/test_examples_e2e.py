@@ -1,0 +1,141 @@
+"""End to end: the example apps under ``opentelemetry-instrument`` behind real servers.
+
+Each app runs as users run it (gunicorn for Flask and Django, uvicorn for FastAPI) with the console
+exporter; tests send real HTTP requests and read what the exporter printed. otel-openreplay is
+turned on by its entry points alone: no setting, no code in the apps.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.apps import App
+from tests.conftest import TOKEN, TOKEN_SESSION_ID
+
+pytestmark = pytest.mark.e2e
+
+_ids = itertools.count(880001)
+
+
+def new_id() -> str:
+    """A fresh session id per request, so each record is attributable to one request."""
+    return str(next(_ids))
+
+
+def prefixed_by(session_id: str) -> object:
+    return lambda record: isinstance(record["body"], str) and f"[openReplaySession.id={session_id}] " in record["body"]
+
+
+@pytest.fixture(scope="module", params=["flask", "fastapi", "django"])
+def app(request: pytest.FixtureRequest) -> Iterator[App]:
+    with App(request.param) as running:
+        yield running
+
+
+class TestSessionInEveryRecord:
+    @pytest.mark.parametrize(
+        "header",
+        ["X-OpenReplay-SessionToken", "X-OpenReplay-Session-Token", "x-openreplay-sessiontoken"],
+    )
+    def test_token_headers(self, app: App, header: str) -> None:
+        """Each token header spelling puts the whole prefix and both attributes on the handler's error."""
+        token = f"{int(new_id()):x}.0.1dj3n1ak.sig"
+        expected_id = str(int(token.split(".")[0], 36))
+        assert app.get("/checkout", {header: token}).status_code == 402
+        record = app.wait_for_log(prefixed_by(expected_id))
+        assert record["body"] == (
+            f"[openReplaySessionToken={token}] [openReplaySession.id={expected_id}] payment declined: card 4242 expired"
+        )
+        assert record["attributes"]["openReplaySessionToken"] == token
+        assert record["attributes"]["openReplaySession.id"] == expected_id
+
+    @pytest.mark.parametrize("header", ["openReplaySession.id", "OPENREPLAYSESSION.ID"])
+    def test_session_id_header(self, app: App, header: str) -> None:
+        """The ≥1.21 id header alone gives the id part."""
+        session_id = new_id()
+        app.get("/checkout", {header: session_id})
+        record = app.wait_for_log(prefixed_by(session_id))
+        assert record["body"] == f"[openReplaySession.id={session_id}] payment declined: card 4242 expired"
+
+    def test_log_in_a_thread(self, app: App) -> None:
+        """A thread started by the handler logs with the request's session."""
+        session_id = new_id()
+        app.get("/thread", {"openReplaySession.id": session_id})
+        assert app.wait_for_log(prefixed_by(session_id))["body"].endswith("receipt rendering failed")
+
+    def test_unhandled_exception(self, app: App) -> None:
+        """An unhandled exception in the handler yields one ERROR record with the session and the traceback."""
+        session_id = new_id()
+        assert app.get("/crash", {"openReplaySession.id": session_id}).status_code == 500
+        record = app.wait_for_log(prefixed_by(session_id))
+        assert record["severity_text"] == "ERROR"
+        assert record["attributes"]["exception.type"] == "RuntimeError"
+        assert "inventory service timed out" in record["attributes"]["exception.stacktrace"]
+        assert len([r for r in app.logs() if prefixed_by(session_id)(r) and r["severity_number"] >= 17]) == 1
+
+    def test_no_header_no_prefix(self, app: App) -> None:
+        """A request without a session header is logged untouched."""
+        before = len(app.logs())
+        app.get("/checkout")
+        record = app.wait_for_log(lambda r: r["body"] == "payment declined: card 4242 expired")
+        assert "openReplaySessionToken" not in (record["attributes"] or {})
+        assert all("openReplaySession" not in str(r["body"]) for r in app.logs()[before:] if "session" in r)
+
+    def test_hostile_header_never_forges_a_prefix(self, app: App) -> None:
+        """A header trying to inject a prefix is dropped; the request is served normally."""
+        response = app.get("/checkout", {"X-OpenReplay-SessionToken": "x] [openReplaySessionToken=forged"})
+        assert response.status_code == 402
+        app.wait_for_log(lambda r: r["body"] == "payment declined: card 4242 expired")
+        assert not any("forged" in str(r["body"]) for r in app.logs())
+
+    def test_server_span_carries_the_session(self, app: App) -> None:
+        """The server span of a request with a session has the session attributes."""
+        session_id = new_id()
+        app.get("/checkout", {"openReplaySession.id": session_id})
+        app.wait_for_log(prefixed_by(session_id))
+        spans = [s for s in app.spans() if (s.get("attributes") or {}).get("openReplaySession.id") == session_id]
+        assert any(s["kind"] == "SpanKind.SERVER" for s in spans)
+
+
+class TestFastAPISpecifics:
+    def test_log_in_an_asyncio_task(self) -> None:
+        """An asyncio task started by the handler logs with the request's session."""
+        with App("fastapi") as fastapi_app:
+            session_id = new_id()
+            fastapi_app.get("/task", {"openReplaySession.id": session_id})
+            record = fastapi_app.wait_for_log(prefixed_by(session_id))
+            assert record["body"].endswith("receipt rendering failed in a task")
+
+
+class TestAcrossServices:
+    def test_the_token_follows_an_http_call_to_a_second_app(self) -> None:
+        """App A calls app B over HTTP: B's records carry A's session (inject, then extract)."""
+        with App("flask") as front, App("fastapi") as back:
+            response = front.get("/call", {"X-OpenReplay-SessionToken": TOKEN}, url=f"{back.url}/checkout")
+            assert response.json() == {"downstream": 402}
+            record = back.wait_for_log(prefixed_by(TOKEN_SESSION_ID))
+            assert record["attributes"]["openReplaySessionToken"] == TOKEN
+
+    def test_propagate_false_keeps_the_token_in_the_first_app(self) -> None:
+        """OTEL_OPENREPLAY_PROPAGATE=false: A still tags its records, B gets no session at all."""
+        env = {"OTEL_OPENREPLAY_PROPAGATE": "false"}
+        with App("flask", env) as front, App("fastapi") as back:
+            front.get("/call", {"X-OpenReplay-SessionToken": TOKEN}, url=f"{back.url}/checkout")
+            front.get("/checkout", {"X-OpenReplay-SessionToken": TOKEN})
+            front.wait_for_log(prefixed_by(TOKEN_SESSION_ID))
+            record = back.wait_for_log(lambda r: r["body"] == "payment declined: card 4242 expired")
+            assert "openReplaySessionToken" not in (record["attributes"] or {})
+
+
+class TestLoggingHandlers:
+    def test_sdk_legacy_handler(self) -> None:
+        """OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true (the SDK's older handler) works too."""
+        env = {"OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true"}
+        with App("flask", env) as flask_app:
+            session_id = new_id()
+            flask_app.get("/checkout", {"openReplaySession.id": session_id})
+            record = flask_app.wait_for_log(prefixed_by(session_id))
+            assert record["body"].endswith("payment declined: card 4242 expired")
