@@ -18,10 +18,12 @@ with a debug log. It imports only ``opentelemetry-api`` (it is loaded while
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import (
     CarrierT,
+    DefaultGetter,
     Getter,
     Setter,
     TextMapPropagator,
@@ -54,8 +56,14 @@ class OpenReplayPropagator(TextMapPropagator):
                 settings = Settings.from_env({})
                 self._inert = True
         self._settings = settings
-        self._token_headers = _with_lowercase(settings.token_headers)
-        self._id_headers = _with_lowercase(settings.session_id_headers)
+        self._token_headers = settings.token_headers
+        self._id_headers = settings.session_id_headers
+        self._token_headers_any_case = _with_lowercase(settings.token_headers)
+        self._id_headers_any_case = _with_lowercase(settings.session_id_headers)
+        self._wsgi_token_keys = tuple(_wsgi_key(name) for name in settings.token_headers)
+        self._wsgi_id_keys = tuple(_wsgi_key(name) for name in settings.session_id_headers)
+        self._asgi_token_names = frozenset(name.lower().encode("latin-1") for name in settings.token_headers)
+        self._asgi_id_names = frozenset(name.lower().encode("latin-1") for name in settings.session_id_headers)
 
     def extract(
         self,
@@ -73,18 +81,46 @@ class OpenReplayPropagator(TextMapPropagator):
     def _extract(self, carrier: CarrierT, context: Context | None, getter: Getter[CarrierT]) -> Context:
         if self._inert:
             return context if context is not None else Context()
-        token = _first(carrier, getter, self._token_headers)
-        session_id = _first(carrier, getter, self._id_headers)
+        token, session_id = self._read(carrier, getter)
         found = Session.of(token, session_id) if token is not None or session_id is not None else None
         if (token is not None and valid_token(token) is None) or (
             session_id is not None and valid_session_id(session_id) is None
         ):
             _logger.debug("otel-openreplay: dropped an invalid session header")
         if found is None:
-            found = current_session(context)  # e.g. W3C baggage, validated, moved per `propagate`
+            if self._settings.propagate:
+                return context if context is not None else Context()
+            found = current_session(context)  # from W3C baggage: validated, and moved out of baggage
             if found is None:
                 return context if context is not None else Context()
         return with_session(found, context, propagate=self._settings.propagate)
+
+    def _read(self, carrier: CarrierT, getter: Getter[CarrierT]) -> tuple[str | None, str | None]:
+        """The raw token and id header values. Runs for every server request, so the getters of
+        the WSGI and ASGI instrumentations, by far the most common, are read in one cheap pass with
+        their exact semantics; any other getter is asked name by name."""
+        kind = type(getter).__name__
+        if kind == "WSGIGetter" and isinstance(carrier, dict):
+            return _first_key(carrier, self._wsgi_token_keys), _first_key(carrier, self._wsgi_id_keys)
+        if kind == "ASGIGetter" and isinstance(carrier, dict):
+            return self._read_asgi(carrier.get("headers") or ())
+        if isinstance(getter, DefaultGetter):  # a plain mapping: its keys are case-sensitive
+            return (
+                _first(carrier, getter, self._token_headers_any_case),
+                _first(carrier, getter, self._id_headers_any_case),
+            )
+        return _first(carrier, getter, self._token_headers), _first(carrier, getter, self._id_headers)
+
+    def _read_asgi(self, headers: Any) -> tuple[str | None, str | None]:
+        token: str | None = None
+        session_id: str | None = None
+        for raw_name, raw_value in headers:
+            name = raw_name.lower() if isinstance(raw_name, bytes) else str(raw_name).lower().encode("latin-1")
+            if token is None and name in self._asgi_token_names:
+                token = _decode(raw_value)
+            elif session_id is None and name in self._asgi_id_names:
+                session_id = _decode(raw_value)
+        return token, session_id
 
     def inject(
         self,
@@ -115,7 +151,7 @@ class OpenReplayPropagator(TextMapPropagator):
 
 
 def _with_lowercase(headers: tuple[str, ...]) -> tuple[str, ...]:
-    """Each name as configured, then lowercased: getters of dict carriers are case-sensitive."""
+    """Each name as configured, then lowercased, for the case-sensitive getter of plain mappings."""
     out: list[str] = []
     for name in headers:
         for spelling in (name, name.lower()):
@@ -124,13 +160,29 @@ def _with_lowercase(headers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _wsgi_key(header: str) -> str:
+    """The PEP 3333 environ key of a request header, as the WSGI instrumentation's getter builds it."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _first_key(environ: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = environ.get(key)
+        if value is not None:
+            return _decode(value)
+    return None
+
+
+def _decode(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value.strip() if isinstance(value, str) else None
+
+
 def _first(carrier: CarrierT, getter: Getter[CarrierT], names: tuple[str, ...]) -> str | None:
     """The first value found under any of ``names``, stripped; ``None`` when none is present."""
     for name in names:
         values = getter.get(carrier, name)
         if values:
-            value = values[0]
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            return value.strip() if isinstance(value, str) else None
+            return _decode(values[0])
     return None

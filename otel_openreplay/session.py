@@ -86,8 +86,23 @@ class Session:
     def of(cls, token: object = None, session_id: object = None) -> Session | None:
         """Validate raw values into a session, deriving the id from the token when none is given.
 
-        Invalid values are dropped, never raised: ``None`` when nothing valid remains.
+        Invalid values are dropped, never raised: ``None`` when nothing valid remains. Valid
+        sessions are remembered (a bounded cache): a user's requests repeat the same headers.
         """
+        cacheable = type(token) in _CACHEABLE and type(session_id) in _CACHEABLE
+        if cacheable:
+            cached = _VALID.get((token, session_id))
+            if cached is not None:
+                return cached
+        found = cls._validate(token, session_id)
+        if found is not None and cacheable:
+            if len(_VALID) >= _VALID_MAX:
+                _VALID.clear()
+            _VALID[(token, session_id)] = found
+        return found
+
+    @classmethod
+    def _validate(cls, token: object, session_id: object) -> Session | None:
         good_token = valid_token(token)
         good_id = valid_session_id(session_id)
         if good_id is None and good_token is not None:
@@ -95,6 +110,12 @@ class Session:
         if good_token is None and good_id is None:
             return None
         return cls(good_token, good_id)
+
+
+# Sessions already validated, by their raw (token, id); bounded, so hostile input cannot grow it.
+_VALID: dict[tuple[object, object], Session] = {}
+_VALID_MAX = 4096
+_CACHEABLE = (str, type(None))
 
 
 def current_session(ctx: Context | None = None) -> Session | None:
@@ -123,15 +144,16 @@ def with_session(session: Session, ctx: Context | None = None, *, propagate: boo
     Baggage keys of a previous session are removed first, so two sessions' values never mix, and
     with ``propagate=False`` none is left there for a baggage propagator to send on.
     """
-    ctx = baggage.remove_baggage(TOKEN_KEY, ctx)
-    ctx = baggage.remove_baggage(SESSION_ID_KEY, ctx)
-    ctx = context.set_value(_LOCAL_KEY, session, ctx)
+    entries = baggage.get_all(ctx)
+    if TOKEN_KEY in entries or SESSION_ID_KEY in entries:
+        ctx = baggage.remove_baggage(TOKEN_KEY, ctx)
+        ctx = baggage.remove_baggage(SESSION_ID_KEY, ctx)
     if propagate:
         if session.token is not None:
             ctx = baggage.set_baggage(TOKEN_KEY, session.token, ctx)
         if session.id is not None:
             ctx = baggage.set_baggage(SESSION_ID_KEY, session.id, ctx)
-    return ctx
+    return context.set_value(_LOCAL_KEY, session, ctx)
 
 
 @contextmanager

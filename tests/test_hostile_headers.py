@@ -1,0 +1,60 @@
+"""Property tests: whatever a client puts in the session headers, no prefix is forged or broken.
+
+Header values go through the real propagators (W3C baggage, then ours) and the real log processor
+in front of the batch processor, exactly as a request's logs do.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+
+from otel_openreplay import configure
+from otel_openreplay.propagator import OpenReplayPropagator
+from tests.conftest import LogPipeline
+
+PREFIX = re.compile(r"^(\[openReplaySessionToken=[0-9A-Za-z._-]{1,256}\] )?(\[openReplaySession\.id=[0-9]{1,20}\] )?")
+
+nasty = st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from("]\r\n [=.-_aZ09é\x00\t"), max_size=64),
+    st.builds(lambda s: f"{s}] [openReplaySessionToken=forged", st.text(max_size=20)),
+    st.builds(lambda s: f"abc.def] {s}", st.text(max_size=20)),
+    st.just("x" * 10_000),
+    st.from_regex(r"[0-9A-Za-z._-]{1,300}", fullmatch=True),
+    st.from_regex(r"[0-9]{1,25}", fullmatch=True),
+)
+
+HEADERS = ["X-OpenReplay-SessionToken", "X-OpenReplay-Session-Token", "openReplaySession.id", "baggage"]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(values=st.dictionaries(st.sampled_from(HEADERS), nasty, min_size=1))
+def test_no_forged_or_broken_prefix(values: dict[str, str]) -> None:
+    """Any header values: the exported body is `<valid prefix>message`, with no second token anywhere."""
+    if "baggage" in values:
+        values["baggage"] = f"openReplaySessionToken={values['baggage']}"
+    pipeline = LogPipeline()
+    wiring = configure(logger_provider=pipeline.provider, capture_exceptions=False)
+    try:
+        propagator = CompositePropagator([W3CBaggagePropagator(), OpenReplayPropagator()])
+        token = context.attach(propagator.extract(values))
+        try:
+            pipeline.provider.get_logger("app").emit(body="payment declined", severity_text="ERROR")
+        finally:
+            context.detach(token)
+        (record,) = pipeline.records()
+    finally:
+        wiring.undo()
+        pipeline.provider.shutdown()
+    body = record.body
+    prefix = PREFIX.match(body)
+    assert prefix is not None
+    assert body[prefix.end() :] == "payment declined"
+    assert body.count("openReplaySessionToken=") <= 1
+    assert "\n" not in body and "\r" not in body
