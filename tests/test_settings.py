@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from otel_openreplay import settings as settings_module
-from otel_openreplay.settings import SPECS, Settings, SettingsError
+from otel_openreplay.connection import SPECS as CONNECTION_SPECS
+from otel_openreplay.settings import SPECS, Settings, SettingsError, Spec
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -61,10 +62,9 @@ class TestSettings:
         constants = {name for name in dir(settings_module) if name.startswith("OTEL_OPENREPLAY_")}
         assert constants == {spec.env for spec in SPECS}
 
-    def test_readme_table_matches_the_code(self) -> None:
-        """The README's settings table lists every setting with the code's keyword and default."""
-        text = README.read_text()
-        for spec in SPECS:
-            row = re.search(rf"^\| `{spec.env}` \| `{spec.keyword}` \| `([^`]*)` \|", text, re.MULTILINE)
-            assert row, f"{spec.env} missing from the README table"
-            assert row.group(1) == spec.default
+    @pytest.mark.parametrize("spec", [*SPECS, *CONNECTION_SPECS], ids=lambda spec: spec.env)
+    def test_readme_table_matches_the_code(self, spec: Spec) -> None:
+        """The README's one settings table lists each setting with the code's keyword and default."""
+        row = re.search(rf"^\| `{spec.env}` \| `{spec.keyword}` \| (`[^`]*`|—) \|", README.read_text(), re.MULTILINE)
+        assert row, f"{spec.env} missing from the README table"
+        assert row.group(1) == (f"`{spec.default}`" if spec.default else "—")
