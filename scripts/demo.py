@@ -1,0 +1,157 @@
+"""The demo behind ``scripts/demo``: from a browser's session header to what OpenReplay will show.
+
+Every part is real: Elastic's Elasticsearch (security on), the collector built from the project's
+manifest running the drop-in config, the FastAPI example under ``opentelemetry-instrument`` exporting
+OTLP, and ``otel-openreplay es ...`` preparing the index, making least-privilege keys and running
+OpenReplay's own reads. It stops everything it started, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from otel_openreplay.doctor import current_request, legacy_request  # noqa: E402
+from tests.apps import App  # noqa: E402
+from tests.stack import collector as collector_stack  # noqa: E402
+from tests.stack.es import ElasticsearchNode, ensure_distribution  # noqa: E402
+
+BIN = Path(sys.executable).parent
+# A token in OpenReplay's shape: base36(session id).base36(delay).base36(expiry).base58(signature).
+SAMPLE_TOKEN = "1bq7y3xsc6hdc.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
+SAMPLE_SESSION_ID = str(int(SAMPLE_TOKEN.split(".")[0], 36))
+
+
+def step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def cli(*args: str, env: dict[str, str]) -> str:
+    """Run the project's CLI as a user would, echoing the command (secrets are never on the command line)."""
+    print(f"$ otel-openreplay {' '.join(args)}", flush=True)
+    result = subprocess.run([str(BIN / "otel-openreplay"), *args], env=env, capture_output=True, text=True)
+    if result.stderr:
+        print(result.stderr, end="", file=sys.stderr)
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"otel-openreplay {args[0]} {args[1]} failed with exit code {result.returncode}")
+    return result.stdout
+
+
+def main() -> int:
+    with ExitStack() as stack:
+        step("Elasticsearch 8.19.21 (Elastic's integ-test distribution, security on)")
+        ensure_distribution()
+        node = stack.enter_context(ElasticsearchNode())
+        print(f"    running at {node.url}")
+        admin_env = {
+            **os.environ,
+            "OPENREPLAY_ES_URL": node.url,
+            "OPENREPLAY_ES_USER": node.user,
+            "OPENREPLAY_ES_PASSWORD": node.password,
+        }
+
+        step("Prepare the index OpenReplay reads, and two least-privilege API keys")
+        print(cli("es", "setup", env=admin_env), end="")
+        writer = json.loads(cli("es", "api-key", "--for", "writer", "--json", env=admin_env))
+        reader = json.loads(cli("es", "api-key", "--for", "openreplay", "--json", env=admin_env))
+        print(f"    writer key {writer['id']} (collector), reader key {reader['id']} (OpenReplay)")
+
+        step("The collector (minimal distribution from collector/builder-config.yaml, drop-in config)")
+        binary = collector_stack.build()
+        queue = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="otelor-demo-queue-")))
+        collector = collector_stack.Collector(
+            env={
+                "OPENREPLAY_ES_URL": node.url,
+                "OPENREPLAY_ES_API_KEY": writer["encoded"],
+                "OPENREPLAY_QUEUE_DIR": str(queue),
+            },
+            binary=binary,
+        )
+        stack.enter_context(collector)
+        print(f"    receiving OTLP/HTTP at {collector.http_logs_url}")
+
+        step("The FastAPI example under opentelemetry-instrument, exporting logs over OTLP")
+        app = App(
+            "fastapi",
+            {
+                "OTEL_LOGS_EXPORTER": "otlp",
+                "OTEL_TRACES_EXPORTER": "none",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": collector.http_logs_url,
+            },
+        )
+        stack.enter_context(app)
+        print(f"    serving at {app.url}")
+
+        step(f"A browser in OpenReplay session {SAMPLE_SESSION_ID} calls the API; the payment fails")
+        headers = {"X-OpenReplay-SessionToken": SAMPLE_TOKEN}
+        for path in ("/checkout", "/crash"):
+            response = app.get(path, headers)
+            print(f"    GET {path} -> {response.status_code}   (X-OpenReplay-SessionToken: {SAMPLE_TOKEN})")
+
+        step("What OpenReplay reads (its own queries, run with the OpenReplay key: read on `logs` only)")
+        es = stack.enter_context(Elasticsearch(node.url, api_key=reader["encoded"]))
+        current = current_request(SAMPLE_SESSION_ID)
+        hits = wait_for_hits(es, current, expected=2)
+        print(f'  OpenReplay >= 1.21: match_phrase "openReplaySession.id={SAMPLE_SESSION_ID}" on `logs`:')
+        for hit in hits:
+            print(json.dumps(shorten(hit["_source"]), indent=2, ensure_ascii=False))
+        legacy = legacy_request("logs", int((time.time() - 24 * 3600) * 1000))
+        legacy_hits = es.perform_request(
+            "POST", legacy["path"], params=legacy["params"], body=legacy["body"], headers=JSON
+        )["hits"]["hits"]
+        print(
+            f"  OpenReplay <= 1.20: the poller's bool filter (token prefix, utc_time, tags: error): {len(legacy_hits)} hits"
+        )
+
+        step("The doctor: what the replay will show, per OpenReplay generation")
+        reader_env = {
+            **os.environ,
+            "OPENREPLAY_ES_URL": node.url,
+            "OPENREPLAY_ES_API_KEY": reader["encoded"],
+        }
+        print(cli("es", "check", "--token", SAMPLE_TOKEN, env=reader_env), end="")
+
+        step("Stopping what the demo started")
+    print("done.")
+    return 0
+
+
+def shorten(value: object, limit: int = 400) -> object:
+    """The document as stored, with very long strings (tracebacks) cut for the terminal."""
+    if isinstance(value, dict):
+        return {key: shorten(item, limit) for key, item in value.items()}
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… [{len(value) - limit} more characters]"
+    return value
+
+
+JSON = {"content-type": "application/json", "accept": "application/json"}
+
+
+def wait_for_hits(es: Elasticsearch, request: dict, expected: int, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    hits: list[dict] = []
+    while time.monotonic() < deadline:
+        hits = es.perform_request(
+            "POST", request["path"], params=request["params"], body=request["body"], headers=JSON
+        )["hits"]["hits"]
+        if len(hits) >= expected:
+            return hits
+        time.sleep(0.5)
+    return hits
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
