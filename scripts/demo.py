@@ -112,7 +112,7 @@ def main() -> int:
             "POST", legacy["path"], params=legacy["params"], body=legacy["body"], headers=JSON
         )["hits"]["hits"]
         print(
-            f"  OpenReplay <= 1.20: the poller's bool filter (token prefix, utc_time, tags: error): {len(legacy_hits)} hits"
+            f"  OpenReplay <= 1.20: the poller's bool filter (prefix, utc_time, tags): {len(legacy_hits)} hits"
         )
 
         step("The doctor: what the replay will show, per OpenReplay generation")
