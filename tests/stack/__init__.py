@@ -1,0 +1,1 @@
+"""Real services (Elasticsearch, the collector) that the project runs for its tests, demo and benchmarks."""
