@@ -26,8 +26,9 @@ log = logging.getLogger("shop.checkout")
 
 @app.get("/checkout")
 async def checkout() -> JSONResponse:
-    """A payment that fails: one INFO record (stays in the app) and one ERROR record (reaches OpenReplay)."""
+    """A payment that fails: INFO and WARNING records stay in the app; the ERROR record reaches OpenReplay."""
     log.info("checkout started")
+    log.warning("primary card processor slow, trying the backup")
     log.error("payment declined: card %s expired", "4242")
     return JSONResponse({"status": "declined"}, status_code=402)
 

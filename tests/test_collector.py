@@ -44,7 +44,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_openreplay import layout
-from otel_openreplay.template import setup_index
 from tests.stack import collector as stack
 from tests.stack import es
 
@@ -53,11 +52,8 @@ TOKEN = "1bq7y3xsc6hdc.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
 TOKEN_ID = str(int("1bq7y3xsc6hdc", 36))
 PREFIX = f"[openReplaySessionToken={TOKEN}] [openReplaySession.id={TOKEN_ID}] "
 HOSTILE_TOKEN = "abc] [openReplaySessionToken=evil"
-INDEX = "logs"
-WRITER_ROLE = {"indices": [{"names": [INDEX], "privileges": ["create_doc", "create_index"]}]}
-"""All the collector's exporter needs (DESIGN.md)."""
-READER_ROLE = {"indices": [{"names": [INDEX], "privileges": ["read"]}]}
-"""What OpenReplay gets: read on ``logs``, nothing else."""
+from tests.stack.fixtures import INDEX, WRITER_ROLE, Accounts  # noqa: E402
+
 DUMMY_ES_URL = "http://127.0.0.1:9"  # for configs whose exporter is never used (debug overlay, validate)
 
 
@@ -231,8 +227,8 @@ def test_config_has_no_secrets() -> None:
 
 
 @pytest.fixture(scope="session")
-def binary() -> Path:
-    return stack.build()
+def binary(collector_binary: Path) -> Path:
+    return collector_binary
 
 
 @pytest.mark.e2e
@@ -401,34 +397,6 @@ def test_known_difference_session_id_beyond_int64(debug_collector: stack.Collect
 
 
 # --- against a real Elasticsearch ------------------------------------------------------------------
-
-
-class Accounts:
-    """The least-privilege users of one node: ``writer`` for the collector, ``reader`` as OpenReplay."""
-
-    def __init__(self, node: Any) -> None:
-        suffix = secrets.token_hex(3)
-        self.node = node
-        self.writer = (f"otelor-collector-{suffix}", secrets.token_urlsafe(16))
-        self.reader = (f"otelor-openreplay-{suffix}", secrets.token_urlsafe(16))
-        es.create_role(node, f"otelor_collector_writer_{suffix}", WRITER_ROLE)
-        es.create_role(node, f"otelor_logs_reader_{suffix}", READER_ROLE)
-        es.create_user(node, *self.writer, roles=[f"otelor_collector_writer_{suffix}"])
-        es.create_user(node, *self.reader, roles=[f"otelor_logs_reader_{suffix}"])
-        with contextlib.closing(es.client(node)) as admin:
-            setup_index(admin, INDEX)  # as users do before pointing OpenReplay at it
-
-    def basic_env(self) -> dict[str, str]:
-        user, password = self.writer
-        return {"OPENREPLAY_ES_URL": self.node.url, "OPENREPLAY_ES_USER": user, "OPENREPLAY_ES_PASSWORD": password}
-
-    def reader_client(self) -> Elasticsearch:
-        return es.client(self.node, basic_auth=self.reader)
-
-
-@pytest.fixture(scope="module")
-def accounts(es_node: es.ElasticsearchNode) -> Accounts:
-    return Accounts(es_node)
 
 
 @pytest.fixture(scope="module")

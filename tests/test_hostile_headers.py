@@ -57,4 +57,5 @@ def test_no_forged_or_broken_prefix(values: dict[str, str]) -> None:
     assert prefix is not None
     assert body[prefix.end() :] == "payment declined"
     assert body.count("openReplaySessionToken=") <= 1
-    assert "\n" not in body and "\r" not in body
+    assert "\n" not in body
+    assert "\r" not in body

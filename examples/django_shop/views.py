@@ -21,8 +21,9 @@ log = logging.getLogger("shop.checkout")
 
 
 def checkout(request: HttpRequest) -> JsonResponse:
-    """A payment that fails: one INFO record (stays in the app) and one ERROR record (reaches OpenReplay)."""
+    """A payment that fails: INFO and WARNING records stay in the app; the ERROR record reaches OpenReplay."""
     log.info("checkout started")
+    log.warning("primary card processor slow, trying the backup")
     log.error("payment declined: card %s expired", "4242")
     return JsonResponse({"status": "declined"}, status=402)
 

@@ -10,12 +10,26 @@ reconfigure a node must start their own :class:`~tests.stack.es.ElasticsearchNod
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
 
+from otel_openreplay.keys import role_descriptors
+from otel_openreplay.template import setup_index
+from tests.stack import collector as collector_stack
+from tests.stack import es
 from tests.stack.es import ElasticsearchNode, client
+
+INDEX = "logs"
+(WRITER_ROLE,) = role_descriptors("writer", INDEX).values()
+"""The writer key's role as `otel-openreplay es api-key --for writer` makes it: all the exporters get."""
+(READER_ROLE,) = role_descriptors("openreplay", INDEX).values()
+"""The OpenReplay key's role as the CLI makes it: read on ``logs``, nothing else."""
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +45,38 @@ def es_client(es_node: ElasticsearchNode) -> Iterator[Elasticsearch]:
     superuser = client(es_node)
     yield superuser
     superuser.close()
+
+
+class Accounts:
+    """The least-privilege users of one node: ``writer`` for the collector, ``reader`` as OpenReplay."""
+
+    def __init__(self, node: Any) -> None:
+        suffix = secrets.token_hex(3)
+        self.node = node
+        self.writer = (f"otelor-collector-{suffix}", secrets.token_urlsafe(16))
+        self.reader = (f"otelor-openreplay-{suffix}", secrets.token_urlsafe(16))
+        es.create_role(node, f"otelor_collector_writer_{suffix}", WRITER_ROLE)
+        es.create_role(node, f"otelor_logs_reader_{suffix}", READER_ROLE)
+        es.create_user(node, *self.writer, roles=[f"otelor_collector_writer_{suffix}"])
+        es.create_user(node, *self.reader, roles=[f"otelor_logs_reader_{suffix}"])
+        with contextlib.closing(es.client(node)) as admin:
+            setup_index(admin, INDEX)  # as users do before pointing OpenReplay at it
+
+    def basic_env(self) -> dict[str, str]:
+        user, password = self.writer
+        return {"OPENREPLAY_ES_URL": self.node.url, "OPENREPLAY_ES_USER": user, "OPENREPLAY_ES_PASSWORD": password}
+
+    def reader_client(self) -> Elasticsearch:
+        return es.client(self.node, basic_auth=self.reader)
+
+
+@pytest.fixture(scope="session")
+def collector_binary() -> Path:
+    """The otelcol-openreplay binary, built (or found in the cache) once per session."""
+    return collector_stack.build()
+
+
+@pytest.fixture(scope="module")
+def accounts(es_node: ElasticsearchNode) -> Accounts:
+    """A writer and an OpenReplay reader on ``es_node``, and the index set up as users set it up."""
+    return Accounts(es_node)

@@ -1,0 +1,270 @@
+"""Direct export: an OTel ``LogRecordExporter`` that writes layout documents to Elasticsearch.
+
+For services that send error logs straight to Elasticsearch instead of through a collector. Each kept
+record (severity ≥ the threshold) becomes :func:`otel_openreplay.layout.to_document` and is written
+with the bulk helper as ``create`` with ``_id = document_id(record)``: a batch retried after a timeout
+creates nothing twice (409 on create means "already there" and counts as success). 429 and 5xx are
+retried by the helper with exponential backoff; connection failures are retried for the whole
+remaining batch until a deadline. Documents Elasticsearch refuses (a mapping conflict, a 400) are
+reported with the reason on the ``otel_openreplay.exporter`` Python logger.
+
+What it must never do:
+
+* raise into its caller: it runs in the ``BatchLogRecordProcessor``'s thread; failures return
+  ``FAILURE`` and are logged;
+* export its own reports, or the Elasticsearch client's logs, in a loop. Its log records go through
+  the application's logging like any other (so they reach the console or a collector), and two guards
+  keep them out of Elasticsearch via this exporter: records whose logger (instrumentation scope) is
+  ``otel_openreplay``, ``elastic_transport`` or ``elasticsearch`` (or below them) are never written,
+  which covers the batch processor case (the report is exported in a LATER batch, from the worker
+  thread, where no flag set during this export could see it); and a context flag makes a nested
+  ``export`` (a synchronous processor calling back into the exporter while it logs) return at once;
+* create spans in the application's traces: its client has the native OTel spans switched off.
+
+``OTEL_LOGS_EXPORTER=openreplay_elasticsearch`` makes the SDK call this class with no arguments: then
+every setting comes from the ``OPENREPLAY_*`` variables (:mod:`otel_openreplay.connection`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elasticsearch import ApiError, helpers
+
+from otel_openreplay.connection import (
+    DEFAULT_BULK_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_BULK_MAX_BACKOFF_SECONDS,
+    DEFAULT_BULK_MAX_RETRIES,
+    DEFAULT_EXPORT_DEADLINE_SECONDS,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ConnectionSettings,
+    describe_api_error,
+    make_client,
+    redact_url,
+)
+from otel_openreplay.layout import document_id, to_document
+
+try:  # SDK >= 1.39 names; the older ones are deprecated aliases there.
+    from opentelemetry.sdk._logs.export import LogRecordExporter as _BaseExporter
+    from opentelemetry.sdk._logs.export import LogRecordExportResult as ExportResult
+except ImportError:  # pragma: no cover - SDK < 1.39
+    from opentelemetry.sdk._logs.export import LogExporter as _BaseExporter  # type: ignore[no-redef,assignment,unused-ignore]
+    from opentelemetry.sdk._logs.export import LogExportResult as ExportResult  # type: ignore[no-redef,assignment,unused-ignore]
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+LOGGER_NAME = "otel_openreplay.exporter"
+"""The Python logger that reports rejected documents and lost batches."""
+
+OWN_LOGGERS: tuple[str, ...] = ("otel_openreplay", "elastic_transport", "elasticsearch")
+"""Loggers (and their children) whose records this exporter never writes: its own and its client's."""
+
+RETRY_ON_STATUS: tuple[int, ...] = (429, 500, 502, 503, 504)
+"""HTTP statuses (per document or per request) retried with backoff."""
+
+REPORTED_REJECTIONS = 5
+"""Rejected documents reported one by one per export; the rest are counted in one line."""
+
+_CONFLICT = 409
+_logger = logging.getLogger(LOGGER_NAME)
+_exporting: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_openreplay_exporting", default=False)
+
+
+class ElasticsearchLogExporter(_BaseExporter):
+    """Writes error-level log records to Elasticsearch in the layout OpenReplay reads.
+
+    Every argument left ``None`` comes from its environment variable (see
+    :mod:`otel_openreplay.connection`), so the class also works when the SDK builds it with no
+    arguments. A bad setting raises :class:`~otel_openreplay.settings.SettingsError` here, naming the
+    variable; nothing is contacted until the first export.
+
+    Args:
+        url, api_key, user, password, ca_certs, index, min_severity_number: connection settings,
+            overriding ``OPENREPLAY_ES_URL`` … ``OPENREPLAY_MIN_SEVERITY_NUMBER``.
+        client: an Elasticsearch client to use instead of making one (it is not closed on shutdown).
+        max_retries, initial_backoff, max_backoff: the bulk helper's 429/5xx retries (seconds).
+        deadline: total seconds one export may keep retrying after connection errors.
+        request_timeout: seconds one request may take.
+        chunk_size: documents per bulk request.
+        environ: the environment to read instead of ``os.environ``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        ca_certs: str | None = None,
+        index: str | None = None,
+        min_severity_number: int | None = None,
+        client: Elasticsearch | None = None,
+        max_retries: int = DEFAULT_BULK_MAX_RETRIES,
+        initial_backoff: float = DEFAULT_BULK_INITIAL_BACKOFF_SECONDS,
+        max_backoff: float = DEFAULT_BULK_MAX_BACKOFF_SECONDS,
+        deadline: float = DEFAULT_EXPORT_DEADLINE_SECONDS,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        chunk_size: int = 500,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = ConnectionSettings.from_env(
+            environ,
+            url=url,
+            api_key=api_key,
+            user=user,
+            password=password,
+            ca_certs=ca_certs,
+            index=index,
+            min_severity_number=min_severity_number,
+        )
+        self._owns_client = client is None
+        self._client = client or make_client(self.settings, request_timeout=request_timeout)
+        self._max_retries = max_retries
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._deadline = deadline
+        self._chunk_size = chunk_size
+        self._shutdown = False
+        _logger.debug("Elasticsearch log exporter: %s", self.settings.describe())
+
+    def export(self, batch: Sequence[Any]) -> ExportResult:
+        """Write the batch's error-level records; ``SUCCESS`` when every one is stored (or was already).
+
+        Never raises. Returns ``FAILURE`` when a document was refused, or Elasticsearch stayed
+        unreachable until the deadline; the reason is logged.
+        """
+        if self._shutdown:
+            return ExportResult.FAILURE
+        if _exporting.get():
+            return ExportResult.SUCCESS  # our own report, emitted while we export: never written
+        token = _exporting.set(True)
+        try:
+            return self._export(batch)
+        except Exception:  # the batch processor's thread must never see an exception from us
+            _logger.exception("Elasticsearch export failed unexpectedly; %d records lost", len(batch))
+            return ExportResult.FAILURE
+        finally:
+            _exporting.reset(token)
+
+    def _export(self, batch: Sequence[Any]) -> ExportResult:
+        pending: dict[str, dict[str, Any]] = {}
+        for record in batch:
+            if _is_own_record(record):
+                continue
+            document = to_document(record, self.settings.min_severity_number)
+            if document is not None:
+                pending[document_id(record)] = document
+        if not pending:
+            return ExportResult.SUCCESS
+        rejected: list[tuple[str, int, str]] = []
+        deadline = time.monotonic() + self._deadline
+        wait = self._initial_backoff
+        while pending:
+            try:
+                self._write(pending, rejected)
+            except TransportConnectionError as error:
+                if time.monotonic() + wait > deadline:
+                    _logger.error(
+                        "Elasticsearch at %s unreachable for %.0f s (%s); %d records lost",
+                        redact_url(self.settings.url),
+                        self._deadline,
+                        error,
+                        len(pending),
+                    )
+                    return ExportResult.FAILURE
+                time.sleep(wait)
+                wait = min(wait * 2, self._max_backoff)
+            except ApiError as error:
+                _logger.error(
+                    "Elasticsearch refused the bulk request to index %r: %s; %d records lost",
+                    self.settings.index,
+                    describe_api_error(error),
+                    len(pending),
+                )
+                return ExportResult.FAILURE
+        if rejected:
+            self._report(rejected)
+            return ExportResult.FAILURE
+        return ExportResult.SUCCESS
+
+    def _write(self, pending: dict[str, dict[str, Any]], rejected: list[tuple[str, int, str]]) -> None:
+        """Bulk-create ``pending``, removing each document once it is stored or finally refused."""
+        for ok, item in helpers.streaming_bulk(
+            self._client,
+            _actions(self.settings.index, dict(pending)),
+            chunk_size=self._chunk_size,
+            max_retries=self._max_retries,
+            initial_backoff=self._initial_backoff,
+            max_backoff=self._max_backoff,
+            retry_on_status=RETRY_ON_STATUS,
+            raise_on_error=False,
+            raise_on_exception=True,
+        ):
+            info = next(iter(item.values()))
+            doc_id = info.get("_id")
+            status = int(info.get("status", 0))
+            if not ok and status != _CONFLICT:
+                rejected.append((str(doc_id), status, _reason(info.get("error"))))
+            pending.pop(doc_id, None)
+
+    def _report(self, rejected: list[tuple[str, int, str]]) -> None:
+        for doc_id, status, reason in rejected[:REPORTED_REJECTIONS]:
+            _logger.error(
+                "Elasticsearch rejected document %s for index %r (HTTP %d): %s",
+                doc_id,
+                self.settings.index,
+                status,
+                reason,
+            )
+        if len(rejected) > REPORTED_REJECTIONS:
+            _logger.error(
+                "... and %d more documents rejected; check the mapping with `otel-openreplay es setup`",
+                len(rejected) - REPORTED_REJECTIONS,
+            )
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered here (the batch processor buffers), so a flush is always complete."""
+        return True
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        """Stop exporting and close the client this exporter made (a client passed in is left open)."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if self._owns_client:
+            try:
+                self._client.close()
+            except Exception:  # closing is best effort; shutdown must not raise
+                _logger.debug("closing the Elasticsearch client failed", exc_info=True)
+
+
+def _actions(index: str, documents: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for doc_id, document in documents.items():
+        yield {"_op_type": "create", "_index": index, "_id": doc_id, "_source": document}
+
+
+def _is_own_record(record: Any) -> bool:
+    """Whether the record comes from this exporter or its client (scope = Python logger name)."""
+    scope = getattr(record, "instrumentation_scope", None)
+    if scope is None:
+        scope = getattr(getattr(record, "log_record", None), "instrumentation_scope", None)
+    name = getattr(scope, "name", None) or ""
+    return any(name == own or name.startswith(own + ".") for own in OWN_LOGGERS)
+
+
+def _reason(error: Any) -> str:
+    """``type: reason`` of a bulk item error, with its first cause (the useful part of mapping errors)."""
+    if not isinstance(error, Mapping):
+        return str(error)
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    cause = error.get("caused_by")
+    if isinstance(cause, Mapping):
+        text += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
+    return text

@@ -1,0 +1,424 @@
+"""The direct exporter and its connection settings: unit tests, then against a real Elasticsearch."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from importlib.metadata import entry_points
+
+import pytest
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter, LogRecordExporter
+from opentelemetry.sdk.resources import Resource
+
+from otel_openreplay import connection
+from otel_openreplay.connection import SPECS, ConnectionSettings, make_client, redact_url
+from otel_openreplay.exporter import ElasticsearchLogExporter, ExportResult
+from otel_openreplay.keys import role_descriptors
+from otel_openreplay.layout import document_id, to_document
+from otel_openreplay.settings import SettingsError
+from otel_openreplay.template import setup_index
+from tests.fixtures.documents.golden import cases, sdk_record
+from tests.stack.es import ElasticsearchNode, client
+
+ENCODED = base64.b64encode(b"key-id:key-secret").decode()
+ALL_VARIABLES = [spec.env for spec in SPECS]
+
+
+def unreachable_url() -> str:
+    """A loopback URL where nothing listens (a port just released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class TestConnectionSettings:
+    """Settings come from OPENREPLAY_* variables and keywords, validated with the variable named."""
+
+    def test_defaults(self):
+        """An empty environment gives every documented default."""
+        settings = ConnectionSettings.from_env({})
+        assert settings == ConnectionSettings(url="http://localhost:9200", index="logs", min_severity_number=17)
+        assert settings.api_key is None
+        assert settings.user is None
+        assert settings.password is None
+        assert settings.ca_certs is None
+
+    def test_spec_defaults_are_the_constants(self):
+        """The table's defaults are the named constants, each stated once."""
+        defaults = {spec.env: spec.default for spec in SPECS}
+        assert defaults["OPENREPLAY_ES_URL"] == connection.DEFAULT_URL
+        assert defaults["OPENREPLAY_ES_INDEX"] == connection.DEFAULT_INDEX
+        assert defaults["OPENREPLAY_MIN_SEVERITY_NUMBER"] == str(connection.DEFAULT_MIN_SEVERITY_NUMBER)
+        assert ALL_VARIABLES == [
+            "OPENREPLAY_ES_URL",
+            "OPENREPLAY_ES_API_KEY",
+            "OPENREPLAY_ES_USER",
+            "OPENREPLAY_ES_PASSWORD",
+            "OPENREPLAY_ES_CA_CERTS",
+            "OPENREPLAY_ES_INDEX",
+            "OPENREPLAY_MIN_SEVERITY_NUMBER",
+        ]
+
+    def test_environment_read(self, tmp_path):
+        """Each variable is read."""
+        ca = tmp_path / "ca.pem"
+        ca.write_text("pem")
+        env = {
+            "OPENREPLAY_ES_URL": "https://es.internal:9243",
+            "OPENREPLAY_ES_API_KEY": ENCODED,
+            "OPENREPLAY_ES_CA_CERTS": str(ca),
+            "OPENREPLAY_ES_INDEX": "app-logs",
+            "OPENREPLAY_MIN_SEVERITY_NUMBER": "13",
+        }
+        settings = ConnectionSettings.from_env(env)
+        assert (settings.url, settings.api_key, settings.ca_certs) == (env["OPENREPLAY_ES_URL"], ENCODED, str(ca))
+        assert (settings.index, settings.min_severity_number) == ("app-logs", 13)
+
+    def test_keywords_win(self):
+        """A keyword that is not None overrides its variable."""
+        settings = ConnectionSettings.from_env({"OPENREPLAY_ES_INDEX": "a"}, index="b", url=None)
+        assert settings.index == "b"
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "expected"),
+        [
+            ("OPENREPLAY_ES_URL", "localhost:9200", "expected http(s)://host:port"),
+            ("OPENREPLAY_ES_URL", "ftp://host", "expected http(s)://host:port"),
+            ("OPENREPLAY_ES_API_KEY", "key-id:key-secret", "that is id:api_key"),
+            ("OPENREPLAY_ES_API_KEY", "not base64!", "not an encoded API key"),
+            ("OPENREPLAY_ES_CA_CERTS", "/nonexistent/ca.pem", "no such file"),
+            ("OPENREPLAY_ES_INDEX", "Logs", "not a valid index name"),
+            ("OPENREPLAY_ES_INDEX", "_logs", "not a valid index name"),
+            ("OPENREPLAY_ES_INDEX", "a,b", "not a valid index name"),
+            ("OPENREPLAY_MIN_SEVERITY_NUMBER", "ERROR", "expected a severity number"),
+            ("OPENREPLAY_MIN_SEVERITY_NUMBER", "25", "expected a severity number"),
+            ("OPENREPLAY_MIN_SEVERITY_NUMBER", "0", "expected a severity number"),
+        ],
+    )
+    def test_bad_value_names_the_variable(self, variable, value, expected):
+        """A bad value raises SettingsError naming the variable and what is expected."""
+        with pytest.raises(SettingsError, match=variable) as raised:
+            ConnectionSettings.from_env({variable: value})
+        assert expected in str(raised.value)
+
+    def test_user_needs_password(self):
+        """A user without a password names the missing variable."""
+        with pytest.raises(SettingsError, match="OPENREPLAY_ES_PASSWORD is not set"):
+            ConnectionSettings.from_env({"OPENREPLAY_ES_USER": "writer"})
+
+    def test_one_way_to_authenticate(self):
+        """An API key and a user together are refused."""
+        env = {"OPENREPLAY_ES_API_KEY": ENCODED, "OPENREPLAY_ES_USER": "u", "OPENREPLAY_ES_PASSWORD": "p"}
+        with pytest.raises(SettingsError, match="choose one"):
+            ConnectionSettings.from_env(env)
+
+    def test_unknown_keyword(self):
+        """An unknown keyword is refused with the known ones listed."""
+        with pytest.raises(SettingsError, match="unknown setting 'host'"):
+            ConnectionSettings.from_env({}, host="x")
+
+    def test_secrets_never_shown(self):
+        """repr and describe() show neither the API key, nor a password, nor one in the URL."""
+        keyed = ConnectionSettings.from_env({"OPENREPLAY_ES_API_KEY": ENCODED})
+        assert "key-secret" not in repr(keyed) + keyed.describe()
+        assert ENCODED not in repr(keyed) + keyed.describe()
+        assert "API key key-id" in keyed.describe()
+        user = ConnectionSettings.from_env({"OPENREPLAY_ES_USER": "u", "OPENREPLAY_ES_PASSWORD": "hunter2"})
+        assert "hunter2" not in repr(user) + user.describe()
+        in_url = ConnectionSettings.from_env({"OPENREPLAY_ES_URL": "https://u:hunter2@es:9243"})
+        assert "hunter2" not in in_url.describe()
+        assert redact_url("https://u:hunter2@es:9243/x") == "https://u:***@es:9243/x"
+
+
+class TestMakeClient:
+    """The client factory."""
+
+    def test_untraced_by_default(self):
+        """The client's native OTel spans are off, also on clients derived with options()."""
+        es = make_client(ConnectionSettings.from_env({}))
+        try:
+            assert es._otel.enabled is False
+            assert es.options(request_timeout=1)._otel.enabled is False
+        finally:
+            es.close()
+
+
+class TestExporterUnit:
+    """Exporter behaviour that needs no server."""
+
+    def test_built_with_no_arguments_from_the_environment(self, monkeypatch):
+        """The SDK's no-argument construction reads the OPENREPLAY_* variables."""
+        monkeypatch.setenv("OPENREPLAY_ES_INDEX", "from-env")
+        monkeypatch.setenv("OPENREPLAY_MIN_SEVERITY_NUMBER", "21")
+        exporter = ElasticsearchLogExporter()
+        try:
+            assert exporter.settings.index == "from-env"
+            assert exporter.settings.min_severity_number == 21
+        finally:
+            exporter.shutdown()
+
+    def test_entry_point(self, monkeypatch):
+        """OTEL_LOGS_EXPORTER=openreplay_elasticsearch resolves to the class."""
+        (point,) = entry_points(group="opentelemetry_logs_exporter", name="openreplay_elasticsearch")
+        assert point.load() is ElasticsearchLogExporter
+
+    def test_bad_environment_raises_naming_the_variable(self, monkeypatch):
+        """A bad variable fails at construction, naming it."""
+        monkeypatch.setenv("OPENREPLAY_MIN_SEVERITY_NUMBER", "error")
+        with pytest.raises(SettingsError, match="OPENREPLAY_MIN_SEVERITY_NUMBER"):
+            ElasticsearchLogExporter()
+
+    def test_unreachable_server_fails_without_raising(self, caplog):
+        """Connection refused: FAILURE within the deadline, an error logged, nothing raised."""
+        exporter = ElasticsearchLogExporter(unreachable_url(), deadline=1.0, environ={})
+        record = sdk_record(cases()[0].record)
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            assert exporter.export([record]) == ExportResult.FAILURE
+        assert time.monotonic() - started < 5
+        assert "unreachable" in caplog.text
+        assert "1 records lost" in caplog.text
+        exporter.shutdown()
+
+    def test_nothing_to_write_needs_no_server(self):
+        """Below-threshold records and the exporter's own records are dropped without a request."""
+        exporter = ElasticsearchLogExporter(unreachable_url(), deadline=0.0, environ={})
+        warning = next(c for c in cases() if c.name == "warning_not_written")
+        own = {**cases()[0].record, "scope": "otel_openreplay.exporter"}
+        client_logs = {**cases()[0].record, "scope": "elastic_transport.transport"}
+        batch = [sdk_record(warning.record), sdk_record(own), sdk_record(client_logs)]
+        assert exporter.export(batch) == ExportResult.SUCCESS
+        exporter.shutdown()
+
+    def test_nested_export_returns_at_once(self, monkeypatch):
+        """An export started while exporting (a synchronous processor re-entering) does nothing."""
+        exporter = ElasticsearchLogExporter(unreachable_url(), deadline=0.0, environ={})
+        inner: list[object] = []
+
+        def write(pending, rejected):
+            inner.append(exporter.export([sdk_record(cases()[0].record)]))
+            pending.clear()
+
+        monkeypatch.setattr(exporter, "_write", write)
+        assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.SUCCESS
+        assert inner == [ExportResult.SUCCESS]
+        exporter.shutdown()
+
+    def test_unexpected_error_is_contained(self, monkeypatch, caplog):
+        """Any exception inside export becomes FAILURE and a log line."""
+        exporter = ElasticsearchLogExporter(unreachable_url(), environ={})
+
+        def boom(pending, rejected):
+            raise RuntimeError("surprise")
+
+        monkeypatch.setattr(exporter, "_write", boom)
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
+        assert "surprise" in caplog.text
+        exporter.shutdown()
+
+    def test_shutdown(self):
+        """After shutdown the exporter refuses work; shutdown twice is fine; flush is always complete."""
+        exporter = ElasticsearchLogExporter(unreachable_url(), environ={})
+        assert exporter.force_flush() is True
+        exporter.shutdown()
+        exporter.shutdown()
+        assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
+
+
+# --- against a real Elasticsearch -----------------------------------------------------------------------------
+
+
+def _index_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _writer_key(endpoint, index: str) -> str:
+    with client(endpoint) as admin:
+        created = admin.security.create_api_key(name="test-writer", role_descriptors=role_descriptors("writer", index))
+    return created["encoded"]
+
+
+class _KeepOpen(LogRecordExporter):
+    """Delegates to an exporter but ignores shutdown, so several providers can share it."""
+
+    def __init__(self, exporter: LogRecordExporter) -> None:
+        self.exporter = exporter
+
+    def export(self, batch):
+        return self.exporter.export(batch)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _emit_through_sdk(exporter: ElasticsearchLogExporter, records: list[dict]) -> list:
+    """Emit golden records through LoggerProvider + BatchLogRecordProcessor; return what the SDK exported."""
+    exported: list = []
+    by_resource: dict[tuple, list[dict]] = defaultdict(list)
+    for record in records:
+        by_resource[tuple(sorted((record.get("resource") or {}).items()))].append(record)
+    for resource, group in by_resource.items():
+        memory = InMemoryLogRecordExporter()
+        provider = LoggerProvider(resource=Resource(dict(resource)), shutdown_on_exit=False)
+        provider.add_log_record_processor(BatchLogRecordProcessor(memory))
+        provider.add_log_record_processor(BatchLogRecordProcessor(_KeepOpen(exporter)))
+        for record in group:
+            logger = provider.get_logger(record.get("scope") or "")
+            logger.emit(
+                LogRecord(
+                    timestamp=record.get("time_unix_nano"),
+                    observed_timestamp=record.get("observed_time_unix_nano"),
+                    trace_id=int(record["trace_id"], 16) if record.get("trace_id") else None,
+                    span_id=int(record["span_id"], 16) if record.get("span_id") else None,
+                    severity_number=SeverityNumber(record["severity_number"]),
+                    severity_text=record.get("severity_text"),
+                    body=record.get("body"),
+                    attributes=record.get("attributes"),
+                )
+            )
+        provider.force_flush()
+        exported += memory.get_finished_logs()
+        provider.shutdown()
+    return exported
+
+
+@pytest.mark.e2e
+class TestExporterAgainstElasticsearch:
+    """The exporter writes exactly the layout documents, idempotently, and reports refusals."""
+
+    def test_documents_equal_the_layout(self, es_node, es_client):
+        """Golden records emitted through the real SDK land as their golden documents, under their ids."""
+        index = _index_name("golden")
+        setup_index(es_client, index)
+        exporter = ElasticsearchLogExporter(es_node.url, api_key=_writer_key(es_node, index), index=index, environ={})
+        golden = [case for case in cases() if case.record.get("time_unix_nano")]
+        exported = _emit_through_sdk(exporter, [case.record for case in golden])
+        es_client.indices.refresh(index=index)
+        stored = {
+            hit["_id"]: hit["_source"]
+            for hit in es_client.search(index=index, size=100, query={"match_all": {}})["hits"]["hits"]
+        }
+        expected = {document_id(r): to_document(r) for r in exported if to_document(r) is not None}
+        assert stored == expected
+        by_message = {doc["message"]: doc for doc in stored.values()}
+        for case in golden:
+            if case.document is not None:
+                assert by_message[case.document["message"]] == case.document, case.name
+
+    def test_retried_batch_creates_nothing_twice(self, es_node, es_client):
+        """Exporting the same batch again succeeds (409 = already there) and adds no document."""
+        index = _index_name("retry")
+        exporter = ElasticsearchLogExporter(es_node.url, api_key=_writer_key(es_node, index), index=index, environ={})
+        batch = [sdk_record(case.record) for case in cases()]
+        assert exporter.export(batch) == ExportResult.SUCCESS
+        assert exporter.export(batch) == ExportResult.SUCCESS
+        es_client.indices.refresh(index=index)
+        written = sum(1 for case in cases() if case.document is not None)
+        assert es_client.count(index=index)["count"] == written
+        exporter.shutdown()
+
+    def test_rejections_reported_and_not_fed_back(self, es_node, es_client, caplog):
+        """A mapping conflict is reported with its reason; the report does not loop back into the export."""
+        index = _index_name("conflict")
+        es_client.indices.create(index=index, mappings={"properties": {"level": {"type": "long"}}})
+        exporter = ElasticsearchLogExporter(es_node.url, api_key=_writer_key(es_node, index), index=index, environ={})
+        writes: list[int] = []
+        original_write = exporter._write
+
+        def counting_write(pending, rejected):
+            writes.append(len(pending))
+            original_write(pending, rejected)
+
+        exporter._write = counting_write  # type: ignore[method-assign]
+        provider = LoggerProvider(resource=Resource({"service.name": "shop"}), shutdown_on_exit=False)
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=50))
+        handler = LoggingHandler(logger_provider=provider)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            with caplog.at_level(logging.INFO):
+                logging.getLogger("tests.shop").error("order failed")
+                for _ in range(4):
+                    provider.force_flush()
+                    time.sleep(0.1)
+        finally:
+            root.removeHandler(handler)
+            provider.shutdown()
+        assert writes == [1]
+        reports = [r for r in caplog.records if r.name == "otel_openreplay.exporter"]
+        assert reports
+        assert "rejected document" in reports[0].getMessage()
+        assert "HTTP 400" in reports[0].getMessage()
+        assert "parsing_exception" in reports[0].getMessage()
+
+    def test_refused_credentials_fail_the_batch(self, es_node, caplog):
+        """A key Elasticsearch does not know: FAILURE and the HTTP status logged."""
+        exporter = ElasticsearchLogExporter(es_node.url, api_key=ENCODED, index=_index_name("x"), environ={})
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
+        assert "HTTP 401" in caplog.text
+        exporter.shutdown()
+
+
+@pytest.fixture(scope="module")
+def busy_node():
+    """A node whose write queue holds 2 requests: concurrent bulk writers get 429s."""
+    with ElasticsearchNode(settings={"thread_pool.write.queue_size": 2, "thread_pool.write.size": 1}) as node:
+        yield node
+
+
+@pytest.mark.e2e
+class TestBackPressure:
+    """A burst of 429s is retried with backoff and nothing is lost."""
+
+    def test_429_burst_loses_nothing(self, busy_node):
+        """Sixteen exporters writing at once into a 2-slot write queue all land every document."""
+        index = _index_name("burst")
+        writers, per_writer = 16, 1500
+        template = cases()[0].record
+        results: list[object] = []
+
+        def run(writer: int) -> None:
+            exporter = ElasticsearchLogExporter(
+                busy_node.url,
+                user=busy_node.user,
+                password=busy_node.password,
+                index=index,
+                initial_backoff=0.2,
+                max_retries=8,
+                environ={},
+            )
+            batch = [
+                sdk_record({**template, "time_unix_nano": template["time_unix_nano"] + writer * 10_000 + i})
+                for i in range(per_writer)
+            ]
+            results.append(exporter.export(batch))
+            exporter.shutdown()
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        with client(busy_node) as es:
+            es.indices.refresh(index=index)
+            count = es.count(index=index)["count"]
+            stats = es.nodes.stats(metric="thread_pool")
+        rejected = sum(node["thread_pool"]["write"]["rejected"] for node in stats["nodes"].values())
+        assert results == [ExportResult.SUCCESS] * writers
+        assert count == writers * per_writer
+        assert rejected > 0, "the burst produced no 429: the test proved nothing"

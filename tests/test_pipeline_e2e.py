@@ -1,0 +1,225 @@
+"""The whole pipeline, end to end: example apps → OTLP → the collector → Elasticsearch → OpenReplay's reads.
+
+Real processes only: the Flask example (gunicorn) exports OTLP/gRPC, the FastAPI example (uvicorn)
+OTLP/HTTP, both under ``opentelemetry-instrument`` with no otel-openreplay setting; the collector runs
+the shipped config as a least-privilege writer; every assertion reads Elasticsearch as OpenReplay does,
+with a user that has only ``read`` on ``logs``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from otel_openreplay.doctor import LEGACY_TOKEN_RE, current_request, legacy_request
+from tests.apps import App
+from tests.stack import collector as collector_stack
+from tests.stack.fixtures import Accounts
+
+pytestmark = pytest.mark.e2e
+
+JSON = {"content-type": "application/json", "accept": "application/json"}
+_serial = itertools.count(5_000_001)  # distinct session ids per request
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh token in OpenReplay's shape and the session id it encodes."""
+    session_id = next(_serial)
+    return f"{_base36(session_id)}.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R", str(session_id)
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"
+
+
+@pytest.fixture(scope="module")
+def collector(collector_binary: Path, accounts: Accounts) -> Iterator[collector_stack.Collector]:
+    with collector_stack.Collector(collector_stack.CONFIG, accounts.basic_env(), binary=collector_binary) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def apps(collector: collector_stack.Collector) -> Iterator[dict[str, App]]:
+    grpc = {
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://{collector.grpc_endpoint}",
+        "OTEL_EXPORTER_OTLP_LOGS_INSECURE": "true",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    http = {
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": collector.http_logs_url,
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    with App("flask", grpc) as flask_app, App("fastapi", http) as fastapi_app:
+        yield {"flask": flask_app, "fastapi": fastapi_app}
+
+
+@pytest.fixture
+def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
+    client = accounts.reader_client()
+    yield client
+    client.close()
+
+
+def search(reader: Elasticsearch, request: dict[str, Any]) -> list[dict[str, Any]]:
+    answer = reader.perform_request(
+        "POST", request["path"], params=request["params"], body=request["body"], headers=JSON
+    )
+    return [hit["_source"] for hit in answer["hits"]["hits"]]
+
+
+def wait_for(reader: Elasticsearch, session_id: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """OpenReplay ≥ 1.21's read for ``session_id``, polled until ``count`` documents are there."""
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = search(reader, current_request(session_id))
+        if len(found) >= count:
+            time.sleep(1.5)  # and nothing more arrives
+            return search(reader, current_request(session_id))
+        time.sleep(0.3)
+    return found
+
+
+def assert_contract(doc: dict[str, Any], *, service: str, token: str | None, session_id: str | None) -> None:
+    """Field by field, DESIGN.md's document contract."""
+    assert doc["@timestamp"] == doc["utc_time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", doc["utc_time"])
+    assert abs(datetime.fromisoformat(doc["utc_time"]).timestamp() - time.time()) < 300
+    assert doc["tags"] == ["error"]
+    assert doc["level"] == "error"
+    assert doc["service"] == {"name": service}
+    assert doc["log"]["level"] == "ERROR"
+    assert re.fullmatch(r"[0-9a-f]{32}", doc["trace"]["id"])
+    assert re.fullmatch(r"[0-9a-f]{16}", doc["span"]["id"])
+    prefix = ""
+    if token is not None:
+        prefix += f"[openReplaySessionToken={token}] "
+        assert doc["openReplaySessionToken"] == token
+    else:
+        assert "openReplaySessionToken" not in doc
+    if session_id is not None:
+        prefix += f"[openReplaySession.id={session_id}] "
+        assert doc["openReplaySession"] == {"id": session_id}
+    else:
+        assert "openReplaySession" not in doc
+    assert doc["message"].startswith(prefix)
+    assert doc["message"].count("openReplaySessionToken=") == (1 if token else 0)
+    assert doc["message"].count("openReplaySession.id=") == (1 if session_id else 0)
+    assert "" not in _leaves(doc)
+    assert None not in _leaves(doc)
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)] or [None]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)] or [None]
+    return [value]
+
+
+@pytest.mark.parametrize(("kind", "protocol"), [("flask", "gRPC"), ("fastapi", "HTTP")])
+class TestPipeline:
+    def test_handler_error_reaches_both_openreplay_reads(
+        self, apps: dict[str, App], reader: Elasticsearch, kind: str, protocol: str
+    ) -> None:
+        """A handler's error, sent over OTLP/{protocol}, is found by ≥1.21's and ≤1.20's own reads."""
+        token, session_id = new_token()
+        assert apps[kind].get("/checkout", {"X-OpenReplay-SessionToken": token}).status_code == 402
+        (doc,) = wait_for(reader, session_id, 1)
+        assert_contract(doc, service=f"{kind}-shop", token=token, session_id=session_id)
+        assert doc["message"].endswith("] payment declined: card 4242 expired")
+        assert doc["log"]["logger"] == "shop.checkout"
+        legacy = search(reader, legacy_request("logs", int((time.time() - 3600) * 1000)))
+        mine = [d for d in legacy if d.get("openReplaySessionToken") == token]
+        assert len(mine) == 1
+        match = LEGACY_TOKEN_RE.search(mine[0]["message"])
+        assert match is not None
+        assert match.group(1) == token  # ≤1.20's regex recovers the whole token
+
+    def test_info_and_warning_never_arrive(
+        self, apps: dict[str, App], reader: Elasticsearch, kind: str, protocol: str
+    ) -> None:
+        """Only the ERROR record of /checkout reaches Elasticsearch, not its INFO and WARNING records."""
+        token, session_id = new_token()
+        apps[kind].get("/checkout", {"X-OpenReplay-SessionToken": token})
+        docs = wait_for(reader, session_id, 1)
+        assert [d["level"] for d in docs] == ["error"]
+        assert not any("checkout started" in d["message"] or "backup" in d["message"] for d in docs)
+
+    def test_unhandled_exception_text_in_message(
+        self, apps: dict[str, App], reader: Elasticsearch, kind: str, protocol: str
+    ) -> None:
+        """An unhandled exception arrives once, with its type, text and traceback in `message` and `error.*`."""
+        _, session_id = new_token()
+        assert apps[kind].get("/crash", {"openReplaySession.id": session_id}).status_code == 500
+        (doc,) = wait_for(reader, session_id, 1)
+        assert_contract(doc, service=f"{kind}-shop", token=None, session_id=session_id)
+        assert "Traceback (most recent call last):" in doc["message"]
+        assert doc["message"].endswith("RuntimeError: inventory service timed out")
+        assert doc["error"]["type"] == "RuntimeError"
+        assert doc["error"]["message"] == "inventory service timed out"
+        assert "inventory service timed out" in doc["error"]["stack_trace"]
+
+    def test_error_without_session_arrives_without_prefix(
+        self, apps: dict[str, App], reader: Elasticsearch, kind: str, protocol: str
+    ) -> None:
+        """No header: the error is indexed, with no prefix and no session field."""
+        marker = f"no-session-{kind}-{time.time_ns()}"
+        apps[kind].get("/checkout", {"X-Request-Id": marker})
+        deadline = time.monotonic() + 30
+        docs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not docs:
+            answer = reader.search(
+                index="logs",
+                query={
+                    "bool": {
+                        "filter": [
+                            {"term": {"service.name": f"{kind}-shop"}},
+                            {"match_phrase": {"message": "payment declined"}},
+                        ],
+                        "must_not": [{"exists": {"field": "openReplaySession.id"}}],
+                    }
+                },
+                size=5,
+            )
+            docs = [hit["_source"] for hit in answer["hits"]["hits"]]
+            time.sleep(0.3)
+        assert docs
+        for doc in docs:
+            assert doc["message"] == "payment declined: card 4242 expired"
+            assert_contract(doc, service=f"{kind}-shop", token=None, session_id=None)
+
+
+def test_the_session_follows_a_call_between_services(apps: dict[str, App], reader: Elasticsearch) -> None:
+    """Flask calls FastAPI over HTTP: FastAPI's error lands on the same replay."""
+    token, session_id = new_token()
+    front, back = apps["flask"], apps["fastapi"]
+    assert front.get("/call", {"X-OpenReplay-SessionToken": token}, url=f"{back.url}/checkout").ok
+    (doc,) = wait_for(reader, session_id, 1)
+    assert doc["service"] == {"name": "fastapi-shop"}
+    assert_contract(doc, service="fastapi-shop", token=token, session_id=session_id)
+
+
+def test_reader_cannot_write(reader: Elasticsearch) -> None:
+    """The OpenReplay user used above really is read-only: indexing into `logs` is refused."""
+    from elasticsearch import AuthorizationException
+
+    with pytest.raises(AuthorizationException):
+        reader.index(index="logs", document={"message": "forged"})
