@@ -223,3 +223,61 @@ def test_reader_cannot_write(reader: Elasticsearch) -> None:
 
     with pytest.raises(AuthorizationException):
         reader.index(index="logs", document={"message": "forged"})
+
+
+def test_both_export_paths_write_the_same_documents(
+    collector: collector_stack.Collector, accounts: Accounts, reader: Elasticsearch
+) -> None:
+    """The same SDK records, via the collector and via ElasticsearchLogExporter, are the same documents in ES."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    from otel_openreplay.exporter import ElasticsearchLogExporter
+    from otel_openreplay.template import setup_index
+    from tests.stack import es
+
+    service = f"both-paths-{time.time_ns()}"
+    direct_index = "logs-direct"
+    with es.client(accounts.node) as admin:
+        setup_index(admin, direct_index)
+    provider = LoggerProvider(resource=Resource({"service.name": service}), shutdown_on_exit=False)
+    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=collector.http_logs_url)))
+    direct = ElasticsearchLogExporter(
+        accounts.node.url, user=accounts.node.user, password=accounts.node.password, index=direct_index
+    )
+    provider.add_log_record_processor(BatchLogRecordProcessor(direct))
+    token, session_id = new_token()
+    logger = provider.get_logger("checkout.worker")
+    for body, attributes in [
+        ("card declined", {"openReplaySessionToken": token}),
+        (f"[openReplaySessionToken={token}] already prefixed", {"openReplaySessionToken": token}),
+        ("id only", {"openReplaySession.id": session_id}),
+        ("no session", {}),
+        ("hostile", {"openReplaySessionToken": "x] [openReplaySessionToken=evil"}),
+        ("failed", {"exception.type": "KeyError", "exception.message": "sku", "exception.stacktrace": "Trace\n"}),
+    ]:
+        logger.emit(body=body, severity_text="ERROR", severity_number=_error(), attributes=attributes)
+    logger.emit(body="only a warning", severity_text="WARN", severity_number=_error(-4))
+    provider.shutdown()
+
+    def documents(client: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + 30
+        while True:
+            hits = client.search(index=index, query={"term": {"service.name": service}}, size=50)["hits"]["hits"]
+            if len(hits) >= 6 or time.monotonic() > deadline:
+                return {hit["_source"]["message"]: hit["_source"] for hit in hits}
+            time.sleep(0.3)
+
+    via_collector = documents(reader, "logs")
+    with es.client(accounts.node) as admin:
+        via_python = documents(admin, direct_index)
+    assert len(via_collector) == 6
+    assert via_collector == via_python
+
+
+def _error(offset: int = 0) -> Any:
+    from opentelemetry._logs import SeverityNumber
+
+    return SeverityNumber(17 + offset)
