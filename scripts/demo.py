@@ -111,9 +111,7 @@ def main() -> int:
         legacy_hits = es.perform_request(
             "POST", legacy["path"], params=legacy["params"], body=legacy["body"], headers=JSON
         )["hits"]["hits"]
-        print(
-            f"  OpenReplay <= 1.20: the poller's bool filter (prefix, utc_time, tags): {len(legacy_hits)} hits"
-        )
+        print(f"  OpenReplay <= 1.20: the poller's bool filter (prefix, utc_time, tags): {len(legacy_hits)} hits")
 
         step("The doctor: what the replay will show, per OpenReplay generation")
         reader_env = {

@@ -246,6 +246,49 @@ def test_validate_accepts_the_shipped_config(binary: Path, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
 
 
+MERGE_GATE = "--feature-gates=confmap.enableMergeAppendOption"
+EXISTING = stack.REPO / "tests" / "fixtures" / "collector" / "existing-config.yaml"
+
+
+@pytest.mark.e2e
+def test_merges_into_an_existing_config_as_the_readme_says(binary: Path, tmp_path: Path) -> None:
+    """The README's recipe: our file, then the team's own, lists appended: both pipelines, all extensions."""
+    env = {"OPENREPLAY_ES_URL": "https://es.example:9200", "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
+    configs = ["--config", str(stack.CONFIG), "--config", str(EXISTING), MERGE_GATE]
+    checked = subprocess.run([binary, "validate", *configs], env=env, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    printed = subprocess.run([binary, "print-config", *configs], env=env, capture_output=True, text=True, check=True)
+    service = printed.stdout[printed.stdout.index("\nservice:") :]
+    for name in ("logs:", "logs/openreplay:", "traces:", "- health_check", "- file_storage/openreplay"):
+        assert name in service, name
+    assert "- elasticsearch/openreplay" in service
+
+
+@pytest.mark.e2e
+def test_merging_without_the_append_gate_fails_at_start(binary: Path, tmp_path: Path) -> None:
+    """Without the gate the team's `extensions` list replaces ours: `validate` passes, but start-up fails loudly."""
+    grpc, http, health = stack.free_ports(3)
+    existing = tmp_path / "existing.yaml"
+    existing.write_text(
+        EXISTING.read_text()
+        .replace("localhost:4317", f"localhost:{grpc}")
+        .replace("localhost:4318", f"localhost:{http}")
+        .replace("localhost:13133", f"localhost:{health}")
+    )
+    env = {"OPENREPLAY_ES_URL": DUMMY_ES_URL, "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
+    assert stack.validate([stack.CONFIG, existing], env, binary=binary).returncode == 0
+    started = subprocess.run(
+        [binary, "--config", str(stack.CONFIG), "--config", str(existing)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "no storage client extension found" in started.stderr
+
+
 @pytest.mark.e2e
 def test_validate_fails_loudly_on_a_misspelt_variable(binary: Path, tmp_path: Path) -> None:
     """A typo in the URL variable's name leaves the endpoint empty: validate fails and says which field."""
@@ -254,7 +297,7 @@ def test_validate_fails_loudly_on_a_misspelt_variable(binary: Path, tmp_path: Pa
     env = {"OPENREPLAY_ES_URL": "https://es.example:9200", "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
     result = stack.validate(broken, env, binary=binary)
     assert result.returncode != 0
-    assert "exporters::elasticsearch" in result.stderr
+    assert "exporters::elasticsearch/openreplay" in result.stderr
     assert "endpoint" in result.stderr
 
 

@@ -68,3 +68,23 @@ class TestSettings:
         row = re.search(rf"^\| `{spec.env}` \| `{spec.keyword}` \| (`[^`]*`|—) \|", README.read_text(), re.MULTILINE)
         assert row, f"{spec.env} missing from the README table"
         assert row.group(1) == (f"`{spec.default}`" if spec.default else "—")
+
+
+class TestCollectorVariables:
+    def test_every_collector_variable_is_in_the_readme_table_with_its_default(self) -> None:
+        """Each `${env:OPENREPLAY_*:-default}` of the drop-in config is a README table row with that default."""
+        config = (README.parent / "collector" / "otelcol-openreplay.yaml").read_text()
+        table = README.read_text()
+        references = set(re.findall(r"\$\{env:(OPENREPLAY_[A-Z_]+)(?::-([^}]*))?\}", config))
+        assert {name for name, _ in references} >= {
+            "OPENREPLAY_ES_URL",
+            "OPENREPLAY_ES_API_KEY",
+            "OPENREPLAY_QUEUE_DIR",
+        }
+        for name, default in references:
+            row = re.search(rf"^\| `{name}` \| [^|]+ \| (`[^`]*`|—) \|", table, re.MULTILINE)
+            assert row, f"{name} missing from the README table"
+            if name == "OPENREPLAY_ES_URL":
+                assert default == ""  # required in the collector, as the table says
+            else:
+                assert row.group(1) == (f"`{default}`" if default else "—"), name
