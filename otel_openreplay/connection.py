@@ -17,13 +17,13 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from otel_openreplay.settings import SettingsError
+from otel_openreplay.settings import SettingsError, Spec
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -139,17 +139,6 @@ def _severity(name: str, raw: str) -> int:
     if not 1 <= value <= 24:
         raise SettingsError(f"{name}={raw!r}: expected a severity number 1-24 (17 = ERROR, 13 = WARN)")
     return value
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One connection setting: its keyword, its variable, its default as written in the environment."""
-
-    keyword: str
-    env: str
-    default: str
-    parse: Callable[[str, str], Any]
-    doc: str
 
 
 SPECS: tuple[Spec, ...] = (

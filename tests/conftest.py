@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,23 @@ pytest_plugins = ["tests.stack.fixtures"]
 TOKEN = "1bq7y3xsc6hdc.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
 """A token in OpenReplay's shape: base36(session id).base36(delay).base36(expiry).base58(HMAC)."""
 TOKEN_SESSION_ID = str(int("1bq7y3xsc6hdc", 36))
+
+
+def otel_logging_handler(provider: LoggerProvider, level: int = logging.NOTSET) -> logging.Handler:
+    """OpenTelemetry's stdlib logging handler: instrumentation-logging's, or the SDK's on older releases."""
+    try:
+        from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    except ImportError:  # opentelemetry-instrumentation-logging < 0.61b0
+        from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[attr-defined,no-redef]
+    return LoggingHandler(level=level, logger_provider=provider)
+
+
+def batch_processor_copies_records() -> bool:
+    """Whether BatchLogRecordProcessor exports a copy of the record (SDK ≥ 1.44) rather than the record."""
+    from opentelemetry.sdk import version
+
+    major, minor = (int(part) for part in version.__version__.split(".")[:2])
+    return (major, minor) >= (1, 44)
 
 
 class LogPipeline:

@@ -8,14 +8,13 @@ import threading
 
 import pytest
 from opentelemetry import context
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_openreplay import configure, session
 from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.span_processor import OpenReplaySpanProcessor
-from tests.conftest import TOKEN, TOKEN_SESSION_ID, LogPipeline
+from tests.conftest import TOKEN, TOKEN_SESSION_ID, LogPipeline, otel_logging_handler
 
 FULL = f"[openReplaySessionToken={TOKEN}] [openReplaySession.id={TOKEN_SESSION_ID}] "
 
@@ -24,7 +23,7 @@ FULL = f"[openReplaySessionToken={TOKEN}] [openReplaySession.id={TOKEN_SESSION_I
 def wired(pipeline: LogPipeline):
     tracer_provider = TracerProvider()
     wiring = configure(logger_provider=pipeline.provider, tracer_provider=tracer_provider)
-    handler = LoggingHandler(logger_provider=pipeline.provider)
+    handler = otel_logging_handler(pipeline.provider)
     root = logging.getLogger()
     root.addHandler(handler)
     yield pipeline, tracer_provider

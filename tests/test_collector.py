@@ -33,7 +33,6 @@ from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
@@ -44,6 +43,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_openreplay import layout
+from tests.conftest import otel_logging_handler
 from tests.stack import collector as stack
 from tests.stack import es
 
@@ -102,7 +102,7 @@ class Sender:
 
     def log_exception(self, message: str, *, logger_name: str = "tests.collector.std") -> None:
         """Log a real exception through the logging bridge (exception.* attributes as services send them)."""
-        handler = LoggingHandler(level=logging.ERROR, logger_provider=self.provider)
+        handler = otel_logging_handler(self.provider, logging.ERROR)
         std = logging.getLogger(logger_name)
         std.propagate = False
         std.addHandler(handler)

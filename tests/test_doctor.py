@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -37,7 +36,7 @@ from otel_openreplay.doctor import (
 from otel_openreplay.exporter import ElasticsearchLogExporter
 from otel_openreplay.keys import create_key
 from otel_openreplay.template import setup_index
-from tests.conftest import TOKEN, TOKEN_SESSION_ID
+from tests.conftest import TOKEN, TOKEN_SESSION_ID, otel_logging_handler
 from tests.stack.es import ElasticsearchNode, client
 
 DASH_TOKEN = "1bq7y3xsc6hdc.-1a.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
@@ -422,7 +421,7 @@ class TestCheckAgainstElasticsearch:
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         logger = logging.getLogger("tests.doctor.shop")
         logger.propagate = False
-        handler = LoggingHandler(logger_provider=provider)
+        handler = otel_logging_handler(provider)
         logger.addHandler(handler)
         try:
             logger.error("payment failed", extra={"openReplaySessionToken": token})

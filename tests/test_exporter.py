@@ -12,7 +12,6 @@ from importlib.metadata import entry_points
 
 import pytest
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.resources import Resource
@@ -24,6 +23,7 @@ from otel_openreplay.keys import role_descriptors
 from otel_openreplay.layout import document_id, to_document
 from otel_openreplay.settings import SettingsError
 from otel_openreplay.template import setup_index
+from tests.conftest import otel_logging_handler
 from tests.fixtures.documents.golden import cases, sdk_record
 from tests.stack.es import ElasticsearchNode, client
 
@@ -346,7 +346,7 @@ class TestExporterAgainstElasticsearch:
         exporter._write = counting_write  # type: ignore[method-assign]
         provider = LoggerProvider(resource=Resource({"service.name": "shop"}), shutdown_on_exit=False)
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=50))
-        handler = LoggingHandler(logger_provider=provider)
+        handler = otel_logging_handler(provider)
         root = logging.getLogger()
         root.addHandler(handler)
         try:

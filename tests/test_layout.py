@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
 from opentelemetry.sdk.resources import Resource
@@ -22,7 +21,7 @@ from otel_openreplay.layout import (
     level_for,
     to_document,
 )
-from tests.conftest import TOKEN, TOKEN_SESSION_ID
+from tests.conftest import TOKEN, TOKEN_SESSION_ID, otel_logging_handler
 from tests.fixtures.documents.golden import cases, sdk_record
 
 TOKEN_PART = f"[openReplaySessionToken={TOKEN}] "
@@ -269,7 +268,7 @@ class TestToDocument:
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         logger = logging.getLogger("tests.layout.sdk")
         logger.propagate = False
-        handler = LoggingHandler(logger_provider=provider)
+        handler = otel_logging_handler(provider)
         logger.addHandler(handler)
         try:
             try:

@@ -11,7 +11,7 @@ from otel_openreplay import configure, session
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.settings import Settings
 from otel_openreplay.wiring import Wiring
-from tests.conftest import TOKEN, TOKEN_SESSION_ID, LogPipeline
+from tests.conftest import TOKEN, TOKEN_SESSION_ID, LogPipeline, batch_processor_copies_records, otel_logging_handler
 
 FULL = f"[openReplaySessionToken={TOKEN}] [openReplaySession.id={TOKEN_SESSION_ID}] "
 
@@ -37,6 +37,7 @@ class TestOpenReplayLogProcessor:
         assert record.attributes["openReplaySessionToken"] == TOKEN
         assert record.attributes["openReplaySession.id"] == TOKEN_SESSION_ID
 
+    @pytest.mark.skipif(not batch_processor_copies_records(), reason="older SDKs export the record itself")
     def test_a_processor_added_after_the_batch_one_loses_the_body(self) -> None:
         """Why ordering matters: appended after the batch processor, the body change never reaches export."""
         pipeline = LogPipeline()
@@ -100,9 +101,8 @@ class TestOpenReplayLogProcessor:
 
     def test_python_logging_records_through_the_handler(self, wired: LogPipeline) -> None:
         """A stdlib logging call through OTel's handler is tagged like any record."""
-        from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
-        handler = LoggingHandler(logger_provider=wired.provider)
+        handler = otel_logging_handler(wired.provider)
         logger = logging.getLogger("test.processor.handler")
         logger.addHandler(handler)
         logger.propagate = False
