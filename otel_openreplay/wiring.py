@@ -25,6 +25,7 @@ from opentelemetry._logs import get_logger_provider
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_openreplay.capture import Capture
@@ -45,6 +46,7 @@ class Wiring:
     log_processor: OpenReplayLogProcessor
     span_processor: OpenReplaySpanProcessor | None
     propagator: OpenReplayPropagator
+    export_processor: BatchLogRecordProcessor | None = None
     _previous_textmap: TextMapPropagator | None = None
     _capture: Capture | None = None
     _providers: list[Any] = field(default_factory=list)
@@ -60,7 +62,11 @@ class Wiring:
                 _remove_processor(provider, self.log_processor)
                 if self.span_processor is not None:
                     _remove_processor(provider, self.span_processor)
+                if self.export_processor is not None:
+                    _remove_processor(provider, self.export_processor)
             self._providers.clear()
+            if self.export_processor is not None:
+                self.export_processor.shutdown()  # flushes what it holds
             if self._previous_textmap is not None:
                 propagate.set_global_textmap(self._previous_textmap)
                 self._previous_textmap = None
@@ -78,6 +84,7 @@ def configure(
     *,
     logger_provider: LoggerProvider | None = None,
     tracer_provider: TracerProvider | None = None,
+    exporter: LogRecordExporter | None = None,
     **settings: Any,
 ) -> Wiring:
     """Wire otel-openreplay into the given providers, or the global ones (now, or when they are set).
@@ -85,6 +92,8 @@ def configure(
     Args:
         logger_provider: an SDK ``LoggerProvider``; default the global one.
         tracer_provider: an SDK ``TracerProvider``; default the global one.
+        exporter: a log exporter to add behind our processor in a ``BatchLogRecordProcessor``, e.g.
+            ``ElasticsearchLogExporter()`` to write OpenReplay's documents with no collector.
         **settings: any setting of the README table by keyword (``propagate=False``,
             ``prefix="token"``, ...); keywords win over ``OTEL_OPENREPLAY_*`` variables.
 
@@ -103,6 +112,7 @@ def configure(
             log_processor=OpenReplayLogProcessor(resolved),
             span_processor=OpenReplaySpanProcessor() if resolved.span_attributes else None,
             propagator=OpenReplayPropagator(resolved),
+            export_processor=BatchLogRecordProcessor(exporter) if exporter is not None else None,
         )
         _add_propagator(wiring)
         _wire_logs(wiring, logger_provider)
@@ -180,6 +190,8 @@ def _insert_first(wiring: Wiring, provider: Any, processor: OpenReplayLogProcess
     else:  # an SDK whose internals moved: appending still tags records for later processors
         _logger.warning("otel-openreplay: could not put the log processor first; appended it instead")
         provider.add_log_record_processor(processor)
+    if wiring.export_processor is not None:
+        provider.add_log_record_processor(wiring.export_processor)
     wiring._providers.append(provider)
 
 

@@ -137,3 +137,18 @@ class TestOrdering:
             wiring.undo()
         processors = pipeline.provider._multi_log_record_processor._log_record_processors
         assert not any(isinstance(p, OpenReplayLogProcessor) for p in processors)
+
+
+class TestConfigureWithExporter:
+    def test_exporter_goes_behind_our_processor_and_leaves_on_undo(self) -> None:
+        """configure(exporter=...) adds a batch processor for it after ours; undo removes and flushes it."""
+        from opentelemetry.sdk._logs import LoggerProvider
+
+        provider = LoggerProvider(shutdown_on_exit=False)
+        exporter = InMemoryLogRecordExporter()
+        wiring = configure(logger_provider=provider, exporter=exporter, capture_exceptions=False)
+        with session(session_id="3"):
+            provider.get_logger("job").emit(body="failed", severity_text="ERROR")
+        wiring.undo()
+        assert [data.log_record.body for data in exporter.get_finished_logs()] == ["[openReplaySession.id=3] failed"]
+        assert provider._multi_log_record_processor._log_record_processors == ()
