@@ -26,7 +26,12 @@ def new_id() -> str:
 
 
 def prefixed_by(session_id: str) -> object:
-    return lambda record: isinstance(record["body"], str) and f"[openReplaySession.id={session_id}] " in record["body"]
+    """Matches the ERROR records (what reaches OpenReplay) of one session."""
+    return lambda record: (
+        record["severity_number"] >= 17
+        and isinstance(record["body"], str)
+        and f"[openReplaySession.id={session_id}] " in record["body"]
+    )
 
 
 @pytest.fixture(scope="module", params=["flask", "fastapi", "django"])
