@@ -70,8 +70,13 @@ DEFAULT_BULK_INITIAL_BACKOFF_SECONDS = 0.5
 DEFAULT_BULK_MAX_BACKOFF_SECONDS = 8.0
 """Longest single wait between 429/5xx retries."""
 
-DEFAULT_EXPORT_DEADLINE_SECONDS = 30.0
-"""Total time one export may spend retrying a batch after connection errors (the SDK's export timeout)."""
+DEFAULT_EXPORT_DEADLINE_SECONDS = 5.0
+"""Time one export may spend retrying after connection errors before its documents go to the backlog.
+
+Short, so the batch processor's queue keeps draining during an outage (its default holds 2048 records)."""
+
+DEFAULT_BACKLOG_SIZE = 20_000
+"""Documents the direct exporter keeps in memory while Elasticsearch is unreachable (about 20-60 MB)."""
 
 _INDEX_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 

@@ -8,6 +8,13 @@ retried by the helper with exponential backoff; connection failures are retried 
 remaining batch until a deadline. Documents Elasticsearch refuses (a mapping conflict, a 400) are
 reported with the reason on the ``otel_openreplay.exporter`` Python logger.
 
+An outage longer than the deadline loses nothing the exporter accepted, up to a bound: the unwritten
+documents wait in an in-memory backlog (``backlog_size`` documents, oldest dropped first, each drop
+counted in the log) and go first in every later export, and in ``force_flush``/``shutdown``. While
+Elasticsearch is down, exports do not wait again until the backoff has passed, so the batch
+processor's queue keeps draining into the backlog instead of overflowing. The backlog lives in the
+process: for records that must survive the process too, use the collector's persistent queue.
+
 What it must never do:
 
 * raise into its caller: it runs in the ``BatchLogRecordProcessor``'s thread; failures return
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +45,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import ApiError, helpers
 
 from otel_openreplay.connection import (
+    DEFAULT_BACKLOG_SIZE,
     DEFAULT_BULK_INITIAL_BACKOFF_SECONDS,
     DEFAULT_BULK_MAX_BACKOFF_SECONDS,
     DEFAULT_BULK_MAX_RETRIES,
@@ -92,6 +101,7 @@ class ElasticsearchLogExporter(_BaseExporter):
         deadline: total seconds one export may keep retrying after connection errors.
         request_timeout: seconds one request may take.
         chunk_size: documents per bulk request.
+        backlog_size: documents kept in memory while Elasticsearch is unreachable (oldest dropped).
         environ: the environment to read instead of ``os.environ``.
     """
 
@@ -112,6 +122,7 @@ class ElasticsearchLogExporter(_BaseExporter):
         deadline: float = DEFAULT_EXPORT_DEADLINE_SECONDS,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         chunk_size: int = 500,
+        backlog_size: int = DEFAULT_BACKLOG_SIZE,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = ConnectionSettings.from_env(
@@ -131,6 +142,11 @@ class ElasticsearchLogExporter(_BaseExporter):
         self._max_backoff = max_backoff
         self._deadline = deadline
         self._chunk_size = chunk_size
+        self._backlog: dict[str, dict[str, Any]] = {}
+        self._backlog_size = backlog_size
+        self._retry_at = 0.0  # monotonic time before which an unreachable server is not tried again
+        self._outage_backoff = initial_backoff
+        self._lock = threading.Lock()  # export and force_flush/shutdown may run on different threads
         self._shutdown = False
         _logger.debug("Elasticsearch log exporter: %s", self.settings.describe())
 
@@ -146,15 +162,17 @@ class ElasticsearchLogExporter(_BaseExporter):
             return ExportResult.SUCCESS  # our own report, emitted while we export: never written
         token = _exporting.set(True)
         try:
-            return self._export(batch)
+            with self._lock:
+                return self._export(batch, self._deadline)
         except Exception:  # the batch processor's thread must never see an exception from us
             _logger.exception("Elasticsearch export failed unexpectedly; %d records lost", len(batch))
             return ExportResult.FAILURE
         finally:
             _exporting.reset(token)
 
-    def _export(self, batch: Sequence[Any]) -> ExportResult:
-        pending: dict[str, dict[str, Any]] = {}
+    def _export(self, batch: Sequence[Any], deadline_seconds: float) -> ExportResult:
+        pending = self._backlog
+        self._backlog = {}
         for record in batch:
             if _is_own_record(record):
                 continue
@@ -163,21 +181,27 @@ class ElasticsearchLogExporter(_BaseExporter):
                 pending[document_id(record)] = document
         if not pending:
             return ExportResult.SUCCESS
+        if time.monotonic() < self._retry_at:  # still in an outage's backoff: queue, do not wait
+            self._keep(pending)
+            return ExportResult.FAILURE
         rejected: list[tuple[str, int, str]] = []
-        deadline = time.monotonic() + self._deadline
+        deadline = time.monotonic() + deadline_seconds
         wait = self._initial_backoff
         while pending:
             try:
                 self._write(pending, rejected)
+                self._outage_backoff = self._initial_backoff
             except TransportConnectionError as error:
                 if time.monotonic() + wait > deadline:
-                    _logger.error(
-                        "Elasticsearch at %s unreachable for %.0f s (%s); %d records lost",
+                    self._outage_backoff = min(self._outage_backoff * 2, self._max_backoff)
+                    self._retry_at = time.monotonic() + self._outage_backoff
+                    _logger.warning(
+                        "Elasticsearch at %s unreachable (%s); %d records kept to retry",
                         redact_url(self.settings.url),
-                        self._deadline,
                         error,
                         len(pending),
                     )
+                    self._keep(pending)
                     return ExportResult.FAILURE
                 time.sleep(wait)
                 wait = min(wait * 2, self._max_backoff)
@@ -229,14 +253,46 @@ class ElasticsearchLogExporter(_BaseExporter):
                 len(rejected) - REPORTED_REJECTIONS,
             )
 
+    def _keep(self, pending: dict[str, dict[str, Any]]) -> None:
+        """Put unwritten documents (oldest first) into the backlog, dropping the oldest beyond its size."""
+        self._backlog = pending
+        excess = len(pending) - self._backlog_size
+        if excess > 0:
+            for doc_id in list(pending)[:excess]:
+                del pending[doc_id]
+            _logger.error(
+                "Elasticsearch backlog full (%d documents): %d oldest records lost", self._backlog_size, excess
+            )
+
+    @property
+    def backlog(self) -> int:
+        """Documents waiting for Elasticsearch to come back."""
+        return len(self._backlog)
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here (the batch processor buffers), so a flush is always complete."""
-        return True
+        """Try to write the backlog now; ``True`` when nothing is left waiting."""
+        if not self._backlog or self._shutdown:
+            return not self._backlog
+        token = _exporting.set(True)
+        try:
+            with self._lock:
+                self._retry_at = 0.0
+                self._export((), timeout_millis / 1000)
+        except Exception:  # never raise into the caller
+            _logger.debug("flushing the Elasticsearch backlog failed", exc_info=True)
+        finally:
+            _exporting.reset(token)
+        return not self._backlog
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
-        """Stop exporting and close the client this exporter made (a client passed in is left open)."""
+        """Write what the backlog holds (within the timeout), then close the client this exporter made.
+
+        A client passed in is left open. Documents still unwritten are counted in an error log.
+        """
         if self._shutdown:
             return
+        if self._backlog and not self.force_flush(timeout_millis):
+            _logger.error("Elasticsearch still unreachable at shutdown: %d records lost", len(self._backlog))
         self._shutdown = True
         if self._owns_client:
             try:

@@ -179,16 +179,33 @@ class TestExporterUnit:
             ElasticsearchLogExporter()
 
     def test_unreachable_server_fails_without_raising(self, caplog):
-        """Connection refused: FAILURE within the deadline, an error logged, nothing raised."""
+        """Connection refused: FAILURE within the deadline, a warning logged, the record kept, nothing raised."""
         exporter = ElasticsearchLogExporter(unreachable_url(), deadline=1.0, environ={})
         record = sdk_record(cases()[0].record)
         started = time.monotonic()
-        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+        with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
             assert exporter.export([record]) == ExportResult.FAILURE
         assert time.monotonic() - started < 5
         assert "unreachable" in caplog.text
-        assert "1 records lost" in caplog.text
-        exporter.shutdown()
+        assert "1 records kept to retry" in caplog.text
+        assert exporter.backlog == 1
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            exporter.shutdown(timeout_millis=100)
+        assert "still unreachable at shutdown: 1 records lost" in caplog.text
+
+    def test_outage_backlog_is_bounded_and_does_not_block(self, caplog):
+        """During an outage's backoff an export returns at once; beyond backlog_size the oldest go, counted."""
+        exporter = ElasticsearchLogExporter(unreachable_url(), deadline=0.2, backlog_size=2, environ={})
+        golden = [case for case in cases() if case.document is not None][:3]
+        exporter.export([sdk_record(golden[0].record)])
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            exporter.export([sdk_record(golden[1].record)])
+            exporter.export([sdk_record(golden[2].record)])
+        assert time.monotonic() - started < 0.2
+        assert exporter.backlog == 2
+        assert "backlog full (2 documents): 1 oldest records lost" in caplog.text
+        exporter.shutdown(timeout_millis=100)
 
     def test_nothing_to_write_needs_no_server(self):
         """Below-threshold records and the exporter's own records are dropped without a request."""
@@ -318,6 +335,30 @@ class TestExporterAgainstElasticsearch:
         for case in golden:
             if case.document is not None:
                 assert by_message[case.document["message"]] == case.document, case.name
+
+    def test_outage_loses_nothing(self, tmp_path):
+        """Elasticsearch down while records are exported: they wait in the backlog and all arrive, once."""
+        from tests.stack.es import ElasticsearchNode, client
+
+        with ElasticsearchNode() as node, client(node) as admin:
+            index = _index_name("outage")
+            setup_index(admin, index)
+            exporter = ElasticsearchLogExporter(
+                node.url, user=node.user, password=node.password, index=index, deadline=0.5, environ={}
+            )
+            golden = [case for case in cases() if case.document is not None]
+            node.stop()
+            for case in golden:
+                assert exporter.export([sdk_record(case.record)]) == ExportResult.FAILURE
+            assert exporter.backlog == len(golden)
+            node.restart()
+            deadline = time.monotonic() + 60
+            while not exporter.force_flush(timeout_millis=5000) and time.monotonic() < deadline:
+                time.sleep(1)
+            assert exporter.backlog == 0
+            admin.indices.refresh(index=index)
+            assert admin.count(index=index)["count"] == len(golden)
+            exporter.shutdown()
 
     def test_retried_batch_creates_nothing_twice(self, es_node, es_client):
         """Exporting the same batch again succeeds (409 = already there) and adds no document."""
