@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import baggage, context
 from opentelemetry.context import Context
@@ -81,6 +81,11 @@ class Session:
 
     token: str | None = None
     id: str | None = None
+    # The full prefix, built once: a session's records are many, and the processor runs on each.
+    full_prefix: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full_prefix", _build_prefix(self.token, self.id))
 
     @classmethod
     def of(cls, token: object = None, session_id: object = None) -> Session | None:
@@ -215,11 +220,17 @@ def remembered(error: object) -> Session | None:
 
 def prefix_for(session: Session, *, token: bool = True, session_id: bool = True) -> str:
     """The message prefix for ``session``: a part only for each value known (and wanted)."""
+    if token and session_id:
+        return session.full_prefix
+    return _build_prefix(session.token if token else None, session.id if session_id else None)
+
+
+def _build_prefix(token: str | None, session_id: str | None) -> str:
     prefix = ""
-    if token and session.token is not None:
-        prefix = f"{TOKEN_PART}{session.token}] "
-    if session_id and session.id is not None:
-        prefix += f"{SESSION_ID_PART}{session.id}] "
+    if token is not None:
+        prefix = f"{TOKEN_PART}{token}] "
+    if session_id is not None:
+        prefix += f"{SESSION_ID_PART}{session_id}] "
     return prefix
 
 
