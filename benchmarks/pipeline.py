@@ -826,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": asdict(machine()),
         "load_average_at_start": round(load_at_start, 2),
         "load_average_at_end": round(os.getloadavg()[0], 2),
-        "settings": json.loads(json.dumps(vars(args), default=str)),
+        "settings": json.loads(json.dumps({k: v for k, v in vars(args).items() if k != "output"}, default=str)),
         "summary": summary,
         "phases": [asdict(p) for p in phases],
         "latency": [asdict(lat) for lat in latencies],

@@ -1,6 +1,6 @@
 """The doctor: run OpenReplay's own Elasticsearch reads for one session and say what the replay shows.
 
-Two generations of OpenReplay read differently (DESIGN.md, "Facts about OpenReplay"), and both are
+Two generations of OpenReplay read differently (docs/DESIGN.md, "Facts about OpenReplay"), and both are
 run exactly as they run them: ≤ 1.20's poll (bool filter on ``message``/``utc_time``/``tags``,
 ``sort=utc_time:asc`` and ``scroll=2m`` as URL parameters, 1000 per page, on the configured index) and
 ≥ 1.21's per-session read (``match_phrase`` on ``message`` in the index ``logs``). Their answers are

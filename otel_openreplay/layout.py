@@ -1,6 +1,6 @@
 """The document contract: one OpenTelemetry log record → one Elasticsearch document OpenReplay can read.
 
-This module is the single source of truth for the layout in DESIGN.md ("The document contract"); the
+This module is the single source of truth for the layout in docs/DESIGN.md ("The document contract"); the
 collector config implements the same rules in OTTL and the end-to-end tests compare both against the
 golden documents in ``tests/fixtures/documents``. Everything here is pure: no I/O, no clock, no
 environment. The mapping is ONE table (:data:`FIELDS`) of dotted field name → extractor; reshaping

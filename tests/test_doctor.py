@@ -49,7 +49,7 @@ def _source(message: str, **fields) -> dict:
 
 
 class TestRequests:
-    """The requests are OpenReplay's, exactly as DESIGN.md gives them."""
+    """The requests are OpenReplay's, exactly as docs/DESIGN.md gives them."""
 
     def test_legacy(self):
         """<= 1.20: bool filter body; sort and scroll as URL parameters; 1000 per page."""

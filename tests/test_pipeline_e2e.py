@@ -98,7 +98,7 @@ def wait_for(reader: Elasticsearch, session_id: str, count: int, timeout: float 
 
 
 def assert_contract(doc: dict[str, Any], *, service: str, token: str | None, session_id: str | None) -> None:
-    """Field by field, DESIGN.md's document contract."""
+    """Field by field, docs/DESIGN.md's document contract."""
     assert doc["@timestamp"] == doc["utc_time"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", doc["utc_time"])
     assert abs(datetime.fromisoformat(doc["utc_time"]).timestamp() - time.time()) < 300

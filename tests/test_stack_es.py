@@ -16,7 +16,7 @@ from tests.stack.__main__ import main as stack_main
 pytestmark = pytest.mark.e2e
 
 LOGS_READER = {"indices": [{"names": ["logs"], "privileges": ["read"]}]}
-"""The least privilege both OpenReplay generations need (DESIGN.md)."""
+"""The least privilege both OpenReplay generations need (docs/DESIGN.md)."""
 
 
 def _raw_get(url: str, authorization: str) -> dict[str, Any]:
