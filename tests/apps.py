@@ -119,14 +119,28 @@ class App:
         return [obj for obj in self.objects() if "kind" in obj and "context" in obj]
 
     def wait_for_log(self, predicate: Any, timeout: float = 10) -> dict[str, Any]:
+        found = self._wait_for(self.logs, predicate, timeout)
+        if found is None:
+            bodies = [record.get("body") for record in self.logs()]
+            raise AssertionError(f"no matching log record in {self.kind} app; got bodies {bodies}")
+        return found
+
+    def wait_for_span(self, predicate: Any, timeout: float = 10) -> dict[str, Any]:
+        found = self._wait_for(self.spans, predicate, timeout)
+        if found is None:
+            raise AssertionError(f"no matching span in {self.kind} app; got {[s.get('name') for s in self.spans()]}")
+        return found
+
+    @staticmethod
+    def _wait_for(read: Any, predicate: Any, timeout: float) -> dict[str, Any] | None:
+        """Poll what the console exporter printed: spans end, and batches export, after the response."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for record in self.logs():
-                if predicate(record):
-                    return record
+            for item in read():
+                if predicate(item):
+                    return item
             time.sleep(0.1)
-        bodies = [record.get("body") for record in self.logs()]
-        raise AssertionError(f"no matching log record in {self.kind} app; got bodies {bodies}")
+        return None
 
     def __enter__(self) -> App:
         return self.start()

@@ -101,8 +101,12 @@ class TestSessionInEveryRecord:
         session_id = new_id()
         app.get("/checkout", {"openReplaySession.id": session_id})
         app.wait_for_log(prefixed_by(session_id))
-        spans = [s for s in app.spans() if (s.get("attributes") or {}).get("openReplaySession.id") == session_id]
-        assert any(s["kind"] == "SpanKind.SERVER" for s in spans)
+        span = app.wait_for_span(
+            lambda s: (
+                s["kind"] == "SpanKind.SERVER" and (s.get("attributes") or {}).get("openReplaySession.id") == session_id
+            )
+        )
+        assert "openReplaySessionToken" not in span["attributes"]  # only the id header came
 
 
 class TestFastAPISpecifics:
