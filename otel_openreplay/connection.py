@@ -23,7 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from otel_openreplay.settings import SettingsError, Spec
+from otel_openreplay.settings import SettingsError, Spec, read_specs
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -183,18 +183,7 @@ class ConnectionSettings:
         Raises :class:`SettingsError` naming the variable (or keyword) for a bad value, an unknown
         keyword, a user without a password, or both an API key and a user.
         """
-        env = os.environ if environ is None else environ
-        known = {spec.keyword: spec for spec in SPECS}
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise SettingsError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
-        for spec in SPECS:
-            override = overrides.get(spec.keyword)
-            if override is None:
-                values[spec.keyword] = spec.parse(spec.env, env.get(spec.env, spec.default))
-            else:
-                values[spec.keyword] = spec.parse(spec.keyword, str(override))
+        values = read_specs(SPECS, environ, overrides)
         settings = cls(**values)
         settings._check_auth()
         return settings

@@ -150,23 +150,41 @@ class Settings:
 
         Raises :class:`SettingsError` for a bad value or an unknown keyword.
         """
-        env = os.environ if environ is None else environ
-        known = {spec.keyword for spec in SPECS}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise SettingsError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
-        for spec in SPECS:
-            override = overrides.get(spec.keyword)
-            if override is None:
-                values[spec.keyword] = spec.parse(spec.env, env.get(spec.env, spec.default))
-            else:
-                values[spec.keyword] = _coerce(spec, override)
+        values = read_specs(SPECS, environ, overrides, coerce=_coerce)
         return cls(**values)
 
     def describe(self) -> str:
         """One line with every effective setting (none of them is a secret), for a start-up debug log."""
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+
+
+def read_specs(
+    specs: tuple[Spec, ...],
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, Any],
+    *,
+    coerce: Callable[[Spec, Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Each spec's value by keyword: a non-``None`` keyword override, else its variable, else its default.
+
+    Raises :class:`SettingsError` for an unknown keyword or a bad value. ``coerce`` turns an override
+    into the setting's type (default: parse its string form, as the variable would be).
+    """
+    env = os.environ if environ is None else environ
+    known = {spec.keyword for spec in specs}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    values: dict[str, Any] = {}
+    for spec in specs:
+        override = overrides.get(spec.keyword)
+        if override is None:
+            values[spec.keyword] = spec.parse(spec.env, env.get(spec.env, spec.default))
+        elif coerce is not None:
+            values[spec.keyword] = coerce(spec, override)
+        else:
+            values[spec.keyword] = spec.parse(spec.keyword, str(override))
+    return values
 
 
 def _coerce(spec: Spec, value: Any) -> Any:
