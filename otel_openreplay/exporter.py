@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import ApiError, helpers
+from opentelemetry.sdk._logs.export import LogRecordExporter as _BaseExporter
+from opentelemetry.sdk._logs.export import LogRecordExportResult as ExportResult
 
 from otel_openreplay.connection import (
     DEFAULT_BACKLOG_SIZE,
@@ -57,13 +59,6 @@ from otel_openreplay.connection import (
     redact_url,
 )
 from otel_openreplay.layout import document_id, to_document
-
-try:  # SDK >= 1.39 names; the older ones are deprecated aliases there.
-    from opentelemetry.sdk._logs.export import LogRecordExporter as _BaseExporter
-    from opentelemetry.sdk._logs.export import LogRecordExportResult as ExportResult
-except ImportError:  # pragma: no cover - SDK < 1.39
-    from opentelemetry.sdk._logs.export import LogExporter as _BaseExporter  # type: ignore[no-redef,assignment,unused-ignore]
-    from opentelemetry.sdk._logs.export import LogExportResult as ExportResult  # type: ignore[no-redef,assignment,unused-ignore]
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch

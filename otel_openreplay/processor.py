@@ -58,9 +58,6 @@ class OpenReplayLogProcessor(LogRecordProcessor):
         except Exception:  # the application's logging call must never fail because of us
             _logger.debug("otel-openreplay: could not tag a log record", exc_info=True)
 
-    # Older SDKs call ``emit``; newer ones ``on_emit``.
-    emit = on_emit
-
     def shutdown(self) -> None:
         """Nothing to release."""
 
