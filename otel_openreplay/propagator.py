@@ -31,7 +31,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
-from otel_openreplay.session import Session, current_session, valid_session_id, valid_token, with_session
+from otel_openreplay.session import Session, current_session, with_session
 from otel_openreplay.settings import Settings, SettingsError
 
 _logger = logging.getLogger(__name__)
@@ -83,9 +83,9 @@ class OpenReplayPropagator(TextMapPropagator):
             return context if context is not None else Context()
         token, session_id = self._read(carrier, getter)
         found = Session.of(token, session_id) if token is not None or session_id is not None else None
-        if (token is not None and valid_token(token) is None) or (
-            session_id is not None and valid_session_id(session_id) is None
-        ):
+        if (token is not None and (found is None or found.token != token)) or (
+            session_id is not None and (found is None or found.id != session_id)
+        ):  # a value that did not survive validation (no second regex run: compare with what did)
             _logger.debug("otel-openreplay: dropped an invalid session header")
         if found is None:
             if self._settings.propagate:
