@@ -59,6 +59,8 @@ from otel_openreplay.connection import (
     redact_url,
 )
 from otel_openreplay.layout import document_id, to_document
+from otel_openreplay.settings import SPECS as _APP_SPECS
+from otel_openreplay.settings import read_specs
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -76,6 +78,7 @@ REPORTED_REJECTIONS = 5
 """Rejected documents reported one by one per export; the rest are counted in one line."""
 
 _CONFLICT = 409
+_REPLAY_URL_SPEC = next(spec for spec in _APP_SPECS if spec.keyword == "replay_url")
 _logger = logging.getLogger(LOGGER_NAME)
 _exporting: contextvars.ContextVar[bool] = contextvars.ContextVar("otel_openreplay_exporting", default=False)
 
@@ -97,6 +100,9 @@ class ElasticsearchLogExporter(_BaseExporter):
         request_timeout: seconds one request may take.
         chunk_size: documents per bulk request.
         backlog_size: documents kept in memory while Elasticsearch is unreachable (oldest dropped).
+        replay_url: OpenReplay dashboard URL with the project id (``OTEL_OPENREPLAY_REPLAY_URL``): each
+            document gets ``openReplaySession.url`` built from it. Unset, a valid link the record
+            already carries (from the log processor) is kept.
         environ: the environment to read instead of ``os.environ``.
     """
 
@@ -118,6 +124,7 @@ class ElasticsearchLogExporter(_BaseExporter):
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         chunk_size: int = 500,
         backlog_size: int = DEFAULT_BACKLOG_SIZE,
+        replay_url: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = ConnectionSettings.from_env(
@@ -130,6 +137,9 @@ class ElasticsearchLogExporter(_BaseExporter):
             index=index,
             min_severity_number=min_severity_number,
         )
+        self.replay_url: str | None = read_specs((_REPLAY_URL_SPEC,), environ, {"replay_url": replay_url})[
+            "replay_url"
+        ]
         self._owns_client = client is None
         self._client = client or make_client(self.settings, request_timeout=request_timeout)
         self._max_retries = max_retries
@@ -171,7 +181,7 @@ class ElasticsearchLogExporter(_BaseExporter):
         for record in batch:
             if _is_own_record(record):
                 continue
-            document = to_document(record, self.settings.min_severity_number)
+            document = to_document(record, self.settings.min_severity_number, self.replay_url)
             if document is not None:
                 pending[document_id(record)] = document
         if not pending:

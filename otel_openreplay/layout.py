@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from otel_openreplay.connection import DEFAULT_MIN_SEVERITY_NUMBER
+from otel_openreplay.replay import URL_KEY, kept_link, replay_link
 from otel_openreplay.session import SESSION_ID_KEY, TOKEN_KEY, Session, apply_prefix, prefix_for
 
 EXCEPTION_TYPE = "exception.type"
@@ -51,6 +52,8 @@ class RecordView:
     span_id: int
     service_name: str | None
     logger: str | None
+    replay_url: str | None = None
+    """The WRITER's ``OTEL_OPENREPLAY_REPLAY_URL`` (not the record's): the link is built from it when set."""
 
     @property
     def session(self) -> Session | None:
@@ -62,8 +65,11 @@ Extractor = Callable[[RecordView], Any]
 """Reads one document field from a record view; returns ``None`` (or ``""``/``[]``) when it has no value."""
 
 
-def view_of(record: Any) -> RecordView:
-    """Normalise an SDK log record (any supported shape, or a bare API ``LogRecord``) into a view."""
+def view_of(record: Any, replay_url: str | None = None) -> RecordView:
+    """Normalise an SDK log record (any supported shape, or a bare API ``LogRecord``) into a view.
+
+    ``replay_url`` is the writer's validated dashboard URL, or ``None`` when it has none.
+    """
     inner = getattr(record, "log_record", record)
     resource = getattr(record, "resource", None) or getattr(inner, "resource", None)
     scope = getattr(record, "instrumentation_scope", None) or getattr(inner, "instrumentation_scope", None)
@@ -81,6 +87,7 @@ def view_of(record: Any) -> RecordView:
         span_id=getattr(inner, "span_id", None) or 0,
         service_name=_text(resource_attributes.get(SERVICE_NAME)),
         logger=_text(getattr(scope, "name", None)),
+        replay_url=replay_url,
     )
 
 
@@ -159,6 +166,16 @@ def _session_id(view: RecordView) -> str | None:
     return session.id if session else None
 
 
+def _replay_link(view: RecordView) -> str | None:
+    """The writer's own link when it has a replay URL; else a valid incoming link of this session; else none."""
+    session = view.session
+    if session is None or session.id is None:
+        return None
+    if view.replay_url:
+        return replay_link(view.replay_url, session.id, view.time_unix_nano or view.observed_time_unix_nano)
+    return kept_link(view.attributes.get(URL_KEY), session.id)
+
+
 def _time(view: RecordView) -> str | None:
     return format_time(view.time_unix_nano or view.observed_time_unix_nano)
 
@@ -188,6 +205,7 @@ FIELDS: tuple[tuple[str, Extractor], ...] = (
     ("level", lambda view: level_for(view.severity_number)),
     (TOKEN_KEY, _session_token),
     (SESSION_ID_KEY, _session_id),
+    (URL_KEY, _replay_link),
     ("service.name", lambda view: view.service_name),
     ("log.logger", lambda view: view.logger),
     ("log.level", lambda view: view.severity_text),
@@ -240,12 +258,15 @@ def expand_dotted(document: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def to_document(record: Any, min_severity: int = DEFAULT_MIN_SEVERITY_NUMBER) -> dict[str, Any] | None:
+def to_document(
+    record: Any, min_severity: int = DEFAULT_MIN_SEVERITY_NUMBER, replay_url: str | None = None
+) -> dict[str, Any] | None:
     """The nested Elasticsearch document for ``record``, or ``None`` below ``min_severity``.
 
-    A record without a severity number counts as severity 0 and is never written.
+    A record without a severity number counts as severity 0 and is never written. ``replay_url`` is
+    the writer's validated ``OTEL_OPENREPLAY_REPLAY_URL`` (see :mod:`otel_openreplay.replay`).
     """
-    view = view_of(record)
+    view = view_of(record, replay_url)
     if view.severity_number < min_severity or view.severity_number < 1:
         return None
     return expand_dotted(flat_document(view))

@@ -3,7 +3,10 @@
 For every log record emitted under a session it sets the attributes ``openReplaySessionToken`` and
 ``openReplaySession.id`` and prefixes a string body with
 ``[openReplaySessionToken=<token>] [openReplaySession.id=<id>] `` (a part only when known and
-wanted, never twice). Non-string bodies keep their value and get the attributes only.
+wanted, never twice). Non-string bodies keep their value and get the attributes only. With
+``OTEL_OPENREPLAY_REPLAY_URL`` set, a record whose session has an id also gets
+``openReplaySession.url``, its replay opened at the record's time (:mod:`otel_openreplay.replay`);
+the link never goes into the prefix.
 
 The session comes from the record's own context; failing that, from the record's attributes (set by
 :mod:`otel_openreplay.capture` on an error logged after its request ended, or by the user through
@@ -31,6 +34,7 @@ from otel_openreplay.session import (
     current_session,
     prefix_for,
 )
+from otel_openreplay.replay import URL_KEY, ReplayLinks
 from otel_openreplay.settings import Settings
 
 _logger = logging.getLogger(__name__)
@@ -40,13 +44,14 @@ class OpenReplayLogProcessor(LogRecordProcessor):
     """Tags log records with the current OpenReplay session.
 
     Args:
-        settings: which prefix parts to write; default :meth:`Settings.from_env`.
+        settings: which prefix parts to write, the replay URL; default :meth:`Settings.from_env`.
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
         settings = settings or Settings.from_env()
         self._token_part = "token" in settings.prefix
         self._id_part = "id" in settings.prefix
+        self._links = ReplayLinks(settings.replay_url) if settings.replay_url else None
 
     def on_emit(self, log_record: Any) -> None:
         """Set the session attributes and the prefix on ``log_record`` (a ``ReadWriteLogRecord``)."""
@@ -55,6 +60,9 @@ class OpenReplayLogProcessor(LogRecordProcessor):
             found = session_of(record)
             if found is not None:
                 tag(record, found, token_part=self._token_part, id_part=self._id_part)
+                if self._links is not None and found.id is not None:
+                    moment = record.timestamp or record.observed_timestamp
+                    record.attributes[URL_KEY] = self._links.link(found.id, moment)
         except Exception:  # the application's logging call must never fail because of us
             _logger.debug("otel-openreplay: could not tag a log record", exc_info=True)
 

@@ -4,7 +4,8 @@ Every setting, its default and its meaning are stated once, in ``SPECS`` below; 
 is tested against it. ``Settings.from_env(**overrides)`` reads the environment, applies keyword
 overrides and validates: a bad value raises :class:`SettingsError` naming the variable, at start-up.
 
-This module must import nothing but the standard library: the propagator reads it while
+This module must import nothing but the standard library (and :mod:`otel_openreplay.replay`, which
+imports only the standard library too): the propagator reads it while
 ``opentelemetry.propagate`` is still importing. The module-level ``OTEL_OPENREPLAY_*`` constants
 also give ``opentelemetry-instrument`` a ``--openreplay_*`` flag each (entry point group
 ``opentelemetry_environment_variables``).
@@ -20,6 +21,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from otel_openreplay.replay import parse_replay_url
 
 OTEL_OPENREPLAY_TOKEN_HEADERS = "OTEL_OPENREPLAY_TOKEN_HEADERS"
 """Comma-separated request headers that carry the session token (any case)."""
@@ -38,6 +41,9 @@ OTEL_OPENREPLAY_CAPTURE_EXCEPTIONS = "OTEL_OPENREPLAY_CAPTURE_EXCEPTIONS"
 
 OTEL_OPENREPLAY_SPAN_ATTRIBUTES = "OTEL_OPENREPLAY_SPAN_ATTRIBUTES"
 """Whether spans started under a session get the session attributes."""
+
+OTEL_OPENREPLAY_REPLAY_URL = "OTEL_OPENREPLAY_REPLAY_URL"
+"""OpenReplay dashboard URL with the project id; set, records and spans get a link to their replay."""
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PREFIX_PARTS = ("token", "id")
@@ -130,6 +136,14 @@ SPECS: tuple[Spec, ...] = (
         _bool,
         "Put the session attributes on spans started under a session (server spans included).",
     ),
+    Spec(
+        "replay_url",
+        OTEL_OPENREPLAY_REPLAY_URL,
+        "",
+        parse_replay_url,
+        "OpenReplay dashboard URL with the project id (`https://openreplay.example.com/3`). Set, every record "
+        "and span of a session gets `openReplaySession.url`, its replay opened at that moment. Unset: off.",
+    ),
 )
 
 
@@ -143,6 +157,7 @@ class Settings:
     propagate: bool
     capture_exceptions: bool
     span_attributes: bool
+    replay_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

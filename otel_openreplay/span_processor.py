@@ -2,9 +2,11 @@
 
 A span started while a session is current — server spans included, since server instrumentations
 start them in the context the propagator extracted — gets ``openReplaySessionToken`` and
-``openReplaySession.id``, so traces can be searched by session too.
+``openReplaySession.id``, so traces can be searched by session too. With
+``OTEL_OPENREPLAY_REPLAY_URL`` set, it also gets ``openReplaySession.url``: the replay opened at the
+span's start (:mod:`otel_openreplay.replay`).
 
-It only reads the context it is given and sets two attributes; it never exports, never raises.
+It only reads the context it is given and sets attributes; it never exports, never raises.
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ import logging
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_openreplay.replay import URL_KEY, ReplayLinks
 from otel_openreplay.session import SESSION_ID_KEY, TOKEN_KEY, current_session
+from otel_openreplay.settings import Settings
 
 _logger = logging.getLogger(__name__)
 
 
 class OpenReplaySpanProcessor(SpanProcessor):
-    """Sets the session attributes on spans started under a session."""
+    """Sets the session attributes on spans started under a session.
+
+    Args:
+        settings: the replay URL (``replay_url``); default :meth:`Settings.from_env`.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or Settings.from_env()
+        self._links = ReplayLinks(settings.replay_url) if settings.replay_url else None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Copy the session of ``parent_context`` (default: the current context) onto ``span``."""
@@ -32,6 +44,8 @@ class OpenReplaySpanProcessor(SpanProcessor):
                 span.set_attribute(TOKEN_KEY, found.token)
             if found.id is not None:
                 span.set_attribute(SESSION_ID_KEY, found.id)
+                if self._links is not None:
+                    span.set_attribute(URL_KEY, self._links.link(found.id, span.start_time))
         except Exception:  # a span must start whatever happens here
             _logger.debug("otel-openreplay: could not tag a span", exc_info=True)
 

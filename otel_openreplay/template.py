@@ -33,6 +33,7 @@ FIELD_TYPES: dict[str, str] = {
     "level": "keyword",
     "openReplaySessionToken": "keyword",
     "openReplaySession.id": "keyword",
+    "openReplaySession.url": "keyword",
     "service.name": "keyword",
     "log.logger": "keyword",
     "log.level": "keyword",

@@ -110,7 +110,7 @@ def configure(
         wiring = Wiring(
             settings=resolved,
             log_processor=OpenReplayLogProcessor(resolved),
-            span_processor=OpenReplaySpanProcessor() if resolved.span_attributes else None,
+            span_processor=OpenReplaySpanProcessor(resolved) if resolved.span_attributes else None,
             propagator=OpenReplayPropagator(resolved),
             export_processor=BatchLogRecordProcessor(exporter) if exporter is not None else None,
         )

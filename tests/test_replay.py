@@ -1,0 +1,222 @@
+"""The replay link: session start from a flake id, the jumpto offset, the URL, the setting's validation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from otel_openreplay.replay import (
+    FLAKE_EPOCH_MS,
+    MAX_JUMPTO_MS,
+    ReplayLinks,
+    jumpto_ms,
+    kept_link,
+    parse_replay_url,
+    replay_link,
+    session_start_ms,
+)
+from otel_openreplay.settings import Settings, SettingsError
+
+DASHBOARD = "https://openreplay.example.com/3"
+START_MS = 1_795_702_000_000  # 2026-11-26T14:06:40Z
+
+
+def flake_id(start_ms: int, shard: int = 0x1A2B, seq: int = 7) -> str:
+    """A session id as OpenReplay's backend makes it: (start - epoch) << 24 | shard << 8 | seq."""
+    return str((start_ms - FLAKE_EPOCH_MS) << 24 | shard << 8 | seq)
+
+
+SESSION = flake_id(START_MS)
+
+
+def ns(ms: int) -> int:
+    return ms * 1_000_000
+
+
+class TestSessionStart:
+    """The start time is read from the id's top bits, as backend/pkg/flakeid writes it."""
+
+    def test_flake_id_gives_its_start(self):
+        """A flake id built from a start time gives that start back, whatever its shard and sequence."""
+        assert session_start_ms(SESSION) == START_MS
+        assert session_start_ms(flake_id(START_MS, shard=0xFFFF, seq=0xFF)) == START_MS
+        assert session_start_ms(int(SESSION)) == START_MS
+
+    def test_known_openreplay_id(self):
+        """An id of the shape OpenReplay serves (19 digits) starts in the right year."""
+        start = session_start_ms("7385849302341234567")
+        assert start == (7385849302341234567 >> 24) + FLAKE_EPOCH_MS
+        assert 1_900_000_000_000 < start < 2_100_000_000_000
+
+    def test_small_id_starts_at_the_epoch(self):
+        """An id that is not a flake id (`42`) gives a start in 2019: the epoch itself."""
+        assert session_start_ms("42") == FLAKE_EPOCH_MS
+
+    def test_huge_id(self):
+        """The largest 20-digit id gives a start far in the future (about 2207), not an error."""
+        start = session_start_ms("9" * 20)
+        assert start == ((10**20 - 1) >> 24) + FLAKE_EPOCH_MS
+        assert start > START_MS + 100 * 365 * MAX_JUMPTO_MS
+
+    @pytest.mark.parametrize("value", ["", "12x", "-5", "1" * 21, None, True, -1, 1.5])
+    def test_not_an_id(self, value):
+        """What is not a session id has no start."""
+        assert session_start_ms(value) is None
+
+
+class TestJumpto:
+    """The offset is the record's time minus the start, only when 0 ≤ offset ≤ a day."""
+
+    def test_offset_in_ms_truncated(self):
+        """Nanoseconds are truncated to ms before subtracting."""
+        assert jumpto_ms(START_MS, ns(START_MS + 12_345) + 999_999) == 12_345
+
+    def test_at_the_start_and_a_day_later(self):
+        """Both bounds are included."""
+        assert jumpto_ms(START_MS, ns(START_MS)) == 0
+        assert jumpto_ms(START_MS, ns(START_MS + MAX_JUMPTO_MS)) == MAX_JUMPTO_MS
+
+    def test_before_the_start(self):
+        """A record before the session started (a skewed clock) gets no offset."""
+        assert jumpto_ms(START_MS, ns(START_MS - 1)) is None
+
+    def test_far_future(self):
+        """A record more than a day after the start gets no offset."""
+        assert jumpto_ms(START_MS, ns(START_MS + MAX_JUMPTO_MS + 1)) is None
+
+    @pytest.mark.parametrize("time", [None, 0, -5])
+    def test_no_time(self, time):
+        """A record without a time gets no offset."""
+        assert jumpto_ms(START_MS, time) is None
+
+    def test_no_start(self):
+        """No start (not an id), no offset."""
+        assert jumpto_ms(None, ns(START_MS)) is None
+
+
+class TestReplayLink:
+    """The URL: dashboard, `/session/<id>`, and `?jumpto=` only for a sane offset."""
+
+    def test_with_jumpto(self):
+        assert replay_link(DASHBOARD, SESSION, ns(START_MS + 61_500)) == f"{DASHBOARD}/session/{SESSION}?jumpto=61500"
+
+    def test_no_time_no_jumpto(self):
+        assert replay_link(DASHBOARD, SESSION) == f"{DASHBOARD}/session/{SESSION}"
+
+    def test_not_a_flake_id(self):
+        """`42` starts in 2019: a 2026 record is years after it, so no jumpto."""
+        assert replay_link(DASHBOARD, "42", ns(START_MS)) == f"{DASHBOARD}/session/42"
+
+    def test_huge_id(self):
+        """A huge id starts in the far future: the record is before it, so no jumpto."""
+        assert replay_link(DASHBOARD, "9" * 20, ns(START_MS)) == f"{DASHBOARD}/session/{'9' * 20}"
+
+    def test_record_before_start_and_far_future(self):
+        assert "?" not in replay_link(DASHBOARD, SESSION, ns(START_MS - 1000))
+        assert "?" not in replay_link(DASHBOARD, SESSION, ns(START_MS + 2 * MAX_JUMPTO_MS))
+
+    def test_cached_links_equal_the_pure_function(self):
+        """ReplayLinks gives the same links as replay_link, for every kind of id and time."""
+        links = ReplayLinks(DASHBOARD)
+        times = [None, 0, ns(START_MS - 1), ns(START_MS), ns(START_MS + 5), ns(START_MS + MAX_JUMPTO_MS + 1)]
+        for session_id in (SESSION, "42", "9" * 20, "0"):
+            for time in times:
+                for _ in range(2):  # the second call is served from the cache
+                    assert links.link(session_id, time) == replay_link(DASHBOARD, session_id, time)
+
+    def test_cache_is_bounded(self):
+        """Many distinct sessions never grow the cache beyond its bound."""
+        links = ReplayLinks(DASHBOARD)
+        for number in range(10_000):
+            links.link(str(number), None)
+        assert len(links._cache) <= 4096
+
+
+class TestKeptLink:
+    """Without its own setting, a writer keeps an incoming link only if it is this session's."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            f"{DASHBOARD}/session/{SESSION}",
+            f"{DASHBOARD}/session/{SESSION}?jumpto=0",
+            f"http://or.internal:8080/session/{SESSION}?jumpto=123456",
+        ],
+    )
+    def test_kept(self, value):
+        assert kept_link(value, SESSION) == value
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            f"{DASHBOARD}/session/123",  # another session
+            f"{DASHBOARD}/session/{SESSION}0",  # a longer id
+            f"{DASHBOARD}/session/{SESSION}?jumpto=-5",
+            f"{DASHBOARD}/session/{SESSION}?jumpto=5&x=1",
+            f"{DASHBOARD}/session/{SESSION}#x",
+            f"javascript:alert(1)//session/{SESSION}",
+            f'https://a" onmouseover="x/session/{SESSION}',
+            f"https://a b/session/{SESSION}",
+            f"{DASHBOARD}/session/{SESSION}\n",
+            "",
+            42,
+            None,
+        ],
+    )
+    def test_not_kept(self, value):
+        assert kept_link(value, SESSION) is None
+
+    def test_no_session_id(self):
+        assert kept_link(f"{DASHBOARD}/session/1", None) is None
+
+
+class TestSetting:
+    """OTEL_OPENREPLAY_REPLAY_URL: unset is off; a bad value names the variable."""
+
+    def test_unset_and_empty_are_off(self):
+        assert Settings.from_env({}).replay_url is None
+        assert Settings.from_env({"OTEL_OPENREPLAY_REPLAY_URL": ""}).replay_url is None
+        assert Settings.from_env({"OTEL_OPENREPLAY_REPLAY_URL": "  "}).replay_url is None
+
+    @pytest.mark.parametrize(
+        ("raw", "value"),
+        [
+            (DASHBOARD, DASHBOARD),
+            (DASHBOARD + "/", DASHBOARD),
+            ("https://app.openreplay.com/12", "https://app.openreplay.com/12"),
+            ("http://127.0.0.1:8080/openreplay/3/", "http://127.0.0.1:8080/openreplay/3"),
+            (f" {DASHBOARD}\n", DASHBOARD),
+        ],
+    )
+    def test_valid(self, raw, value):
+        """Valid URLs are kept; a trailing slash and surrounding whitespace are dropped."""
+        assert Settings.from_env({"OTEL_OPENREPLAY_REPLAY_URL": raw}).replay_url == value
+
+    def test_keyword_wins(self):
+        env = {"OTEL_OPENREPLAY_REPLAY_URL": DASHBOARD}
+        assert Settings.from_env(env, replay_url="https://other.example/4/").replay_url == "https://other.example/4"
+
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [
+            ("openreplay.example.com/3", "not an absolute http(s) URL"),
+            ("ftp://openreplay.example.com/3", "not an absolute http(s) URL"),
+            ("https:///3", "not an absolute http(s) URL"),
+            ("https://openreplay.example.com/3?x=1", "query or fragment"),
+            ("https://openreplay.example.com/3?", "query or fragment"),
+            ("https://openreplay.example.com/3#top", "query or fragment"),
+            ("https://openreplay example.com/3", "whitespace"),
+            ("https://openreplay.example.com:99999/3", "not a URL"),
+        ],
+    )
+    def test_malformed_names_the_variable(self, raw, reason):
+        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL=.*" + re.escape(reason)):
+            Settings.from_env({"OTEL_OPENREPLAY_REPLAY_URL": raw})
+
+    def test_malformed_keyword_names_the_keyword(self):
+        with pytest.raises(SettingsError, match=r"^replay_url="):
+            Settings.from_env({}, replay_url="nope")
+
+    def test_direct_parse(self):
+        assert parse_replay_url("X", "") is None
