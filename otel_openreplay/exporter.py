@@ -137,9 +137,8 @@ class ElasticsearchLogExporter(_BaseExporter):
             index=index,
             min_severity_number=min_severity_number,
         )
-        self.replay_url: str | None = read_specs((_REPLAY_URL_SPEC,), environ, {"replay_url": replay_url})[
-            "replay_url"
-        ]
+        replay = read_specs((_REPLAY_URL_SPEC,), environ, {"replay_url": replay_url})
+        self.replay_url: str | None = replay["replay_url"]
         self._owns_client = client is None
         self._client = client or make_client(self.settings, request_timeout=request_timeout)
         self._max_retries = max_retries

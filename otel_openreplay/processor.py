@@ -26,6 +26,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor
 
+from otel_openreplay.replay import URL_KEY, ReplayLinks
 from otel_openreplay.session import (
     SESSION_ID_KEY,
     TOKEN_KEY,
@@ -34,7 +35,6 @@ from otel_openreplay.session import (
     current_session,
     prefix_for,
 )
-from otel_openreplay.replay import URL_KEY, ReplayLinks
 from otel_openreplay.settings import Settings
 
 _logger = logging.getLogger(__name__)

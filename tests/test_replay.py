@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 
 import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from otel_openreplay import configure, session
+from otel_openreplay.processor import OpenReplayLogProcessor
+from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.replay import (
     FLAKE_EPOCH_MS,
     MAX_JUMPTO_MS,
+    URL_KEY,
     ReplayLinks,
     jumpto_ms,
     kept_link,
@@ -17,6 +32,8 @@ from otel_openreplay.replay import (
     session_start_ms,
 )
 from otel_openreplay.settings import Settings, SettingsError
+from otel_openreplay.span_processor import OpenReplaySpanProcessor
+from tests.conftest import TOKEN, TOKEN_SESSION_ID, otel_logging_handler
 
 DASHBOARD = "https://openreplay.example.com/3"
 START_MS = 1_795_702_000_000  # 2026-11-26T14:06:40Z
@@ -85,10 +102,10 @@ class TestJumpto:
         """A record more than a day after the start gets no offset."""
         assert jumpto_ms(START_MS, ns(START_MS + MAX_JUMPTO_MS + 1)) is None
 
-    @pytest.mark.parametrize("time", [None, 0, -5])
-    def test_no_time(self, time):
+    @pytest.mark.parametrize("moment", [None, 0, -5])
+    def test_no_time(self, moment):
         """A record without a time gets no offset."""
-        assert jumpto_ms(START_MS, time) is None
+        assert jumpto_ms(START_MS, moment) is None
 
     def test_no_start(self):
         """No start (not an id), no offset."""
@@ -121,9 +138,9 @@ class TestReplayLink:
         links = ReplayLinks(DASHBOARD)
         times = [None, 0, ns(START_MS - 1), ns(START_MS), ns(START_MS + 5), ns(START_MS + MAX_JUMPTO_MS + 1)]
         for session_id in (SESSION, "42", "9" * 20, "0"):
-            for time in times:
+            for moment in times:
                 for _ in range(2):  # the second call is served from the cache
-                    assert links.link(session_id, time) == replay_link(DASHBOARD, session_id, time)
+                    assert links.link(session_id, moment) == replay_link(DASHBOARD, session_id, moment)
 
     def test_cache_is_bounded(self):
         """Many distinct sessions never grow the cache beyond its bound."""
@@ -220,3 +237,135 @@ class TestSetting:
 
     def test_direct_parse(self):
         assert parse_replay_url("X", "") is None
+
+
+class TestOnRecordsAndSpans:
+    """With the setting, the processors put the link on every record and span of a session."""
+
+    @pytest.fixture
+    def logs(self):
+        memory = InMemoryLogRecordExporter()
+        provider = LoggerProvider(shutdown_on_exit=False)
+        provider.add_log_record_processor(OpenReplayLogProcessor(Settings.from_env({}, replay_url=DASHBOARD)))
+        provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+        yield provider, memory
+        provider.shutdown()
+
+    def test_record_gets_the_link_at_its_time(self, logs):
+        """A record of the session carries its replay link with jumpto = its time minus the session's start."""
+        provider, memory = logs
+        with session(session_id=SESSION):
+            provider.get_logger("app").emit(
+                body="boom", severity_number=SeverityNumber.ERROR, timestamp=ns(START_MS + 61_500) + 123
+            )
+        (data,) = memory.get_finished_logs()
+        assert data.log_record.attributes[URL_KEY] == f"{DASHBOARD}/session/{SESSION}?jumpto=61500"
+
+    def test_link_never_in_the_prefix(self, logs):
+        """The message prefix stays exactly what OpenReplay searches for."""
+        provider, memory = logs
+        with session(session_id=SESSION):
+            provider.get_logger("app").emit(body="boom", timestamp=ns(START_MS + 1))
+        (data,) = memory.get_finished_logs()
+        assert data.log_record.body == f"[openReplaySession.id={SESSION}] boom"
+
+    def test_observed_time_when_no_time(self, logs):
+        provider, memory = logs
+        with session(session_id=SESSION):
+            provider.get_logger("app").emit(body="boom", observed_timestamp=ns(START_MS + 7))
+        (data,) = memory.get_finished_logs()
+        assert data.log_record.attributes[URL_KEY] == f"{DASHBOARD}/session/{SESSION}?jumpto=7"
+
+    def test_token_only_uses_the_derived_id(self, logs):
+        provider, memory = logs
+        with session(token=TOKEN):
+            provider.get_logger("app").emit(body="boom", timestamp=ns(START_MS))
+        (data,) = memory.get_finished_logs()
+        assert data.log_record.attributes[URL_KEY] == f"{DASHBOARD}/session/{TOKEN_SESSION_ID}"
+
+    def test_no_session_no_link(self, logs):
+        provider, memory = logs
+        provider.get_logger("app").emit(body="boom", timestamp=ns(START_MS))
+        (data,) = memory.get_finished_logs()
+        assert URL_KEY not in (data.log_record.attributes or {})
+
+    def test_unset_changes_nothing(self):
+        """Without the setting no record gets a link."""
+        memory = InMemoryLogRecordExporter()
+        provider = LoggerProvider(shutdown_on_exit=False)
+        provider.add_log_record_processor(OpenReplayLogProcessor(Settings.from_env({})))
+        provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+        with session(session_id=SESSION):
+            provider.get_logger("app").emit(body="boom", timestamp=ns(START_MS + 1))
+        (data,) = memory.get_finished_logs()
+        assert URL_KEY not in data.log_record.attributes
+        provider.shutdown()
+
+    def test_configure_keyword_reaches_both_processors(self):
+        """configure(replay_url=...) links records logged through stdlib logging, and spans, at the moment."""
+        started = int(time.time() * 1000) - 5_000
+        recent = flake_id(started)
+        memory = InMemoryLogRecordExporter()
+        provider = LoggerProvider(shutdown_on_exit=False)
+        provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+        spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+        wiring = configure(
+            logger_provider=provider, tracer_provider=tracer_provider, capture_exceptions=False, replay_url=DASHBOARD
+        )
+        handler = otel_logging_handler(provider)
+        logger = logging.getLogger("test_replay.configure")
+        logger.addHandler(handler)
+        try:
+            with session(session_id=recent), tracer_provider.get_tracer("t").start_as_current_span("work"):
+                logger.error("payment failed")
+        finally:
+            logger.removeHandler(handler)
+            wiring.undo()
+            provider.shutdown()
+        (data,) = memory.get_finished_logs()
+        (span,) = spans.get_finished_spans()
+        for link in (data.log_record.attributes[URL_KEY], span.attributes[URL_KEY]):
+            base, jumpto = link.split("?jumpto=")
+            assert base == f"{DASHBOARD}/session/{recent}"
+            assert 5_000 <= int(jumpto) < 65_000
+
+    def test_span_gets_the_link_at_its_start(self):
+        """A span of the session carries its replay link at its start time."""
+        exporter = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(OpenReplaySpanProcessor(Settings.from_env({}, replay_url=DASHBOARD)))
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with session(session_id=SESSION):
+            tracer_provider.get_tracer("t").start_span("GET /checkout", start_time=ns(START_MS + 2_000)).end(
+                end_time=ns(START_MS + 90_000)
+            )
+        (span,) = exporter.get_finished_spans()
+        assert span.attributes[URL_KEY] == f"{DASHBOARD}/session/{SESSION}?jumpto=2000"
+
+    def test_span_without_setting_has_no_link(self):
+        exporter = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(OpenReplaySpanProcessor(Settings.from_env({})))
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with session(session_id=SESSION):
+            tracer_provider.get_tracer("t").start_span("work").end()
+        (span,) = exporter.get_finished_spans()
+        assert URL_KEY not in span.attributes
+
+    def test_link_never_leaves_on_outgoing_requests(self):
+        """Injected headers and baggage carry the session, never the link."""
+        propagator = CompositePropagator(
+            [
+                OpenReplayPropagator(Settings.from_env({}, replay_url=DASHBOARD)),
+                W3CBaggagePropagator(),
+                TraceContextTextMapPropagator(),
+            ]
+        )
+        carrier: dict[str, str] = {}
+        with session(session_id=SESSION, propagate=True):
+            propagator.inject(carrier)
+        assert SESSION in " ".join(carrier.values())
+        assert not any("session/" in value or "openreplay.example.com" in value for value in carrier.values())
+        assert not any(URL_KEY.lower() in key.lower() for key in carrier)
