@@ -1,7 +1,8 @@
 """The ``otel-openreplay`` command (also ``python -m otel_openreplay``): set up and check Elasticsearch.
 
 ``es setup`` installs the index template and the index, ``es api-key`` makes least-privilege keys,
-``es check`` runs OpenReplay's own reads for a session and says what the replay shows. This module
+``es check`` runs OpenReplay's own reads for a session and says what the replay shows, ``link`` prints
+a session's replay link (:mod:`otel_openreplay.replay`). This module
 only parses arguments and prints: the work is in :mod:`otel_openreplay.template`,
 :mod:`otel_openreplay.keys` and :mod:`otel_openreplay.doctor`.
 
@@ -108,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--since", default="24h", help="OpenReplay <= 1.20's poll window (default 24h: its first poll)")
     check.add_argument("--index", help=index_help)
     check.add_argument("--json", action="store_true", help="print one JSON object with findings per generation")
+    check.add_argument("--replay-url", help="OpenReplay dashboard URL with the project ($OTEL_OPENREPLAY_REPLAY_URL)")
     check.set_defaults(handler=_check)
+    _add_link_command(commands)
     return parser
 
 
@@ -241,19 +244,120 @@ def _check(args: argparse.Namespace) -> int:
         since = parse_duration(args.since)
     except ValueError as error:
         raise CliError(str(error), "see `otel-openreplay es check --help`", ExitCode.USAGE) from None
+    replay_url = _replay_url(args)
     settings = _settings(args)
     with _client(settings) as client:
         report = run_check(
             client, target, index=settings.index, since_seconds=since, credentials=settings.auth_description
         )
     if args.json:
-        print(json.dumps(report.as_json(), ensure_ascii=False))
+        answer = report.as_json()
+        replay = _check_replay_link(replay_url, report)
+        if replay:
+            answer["replay_url"] = replay
+        print(json.dumps(answer, ensure_ascii=False))
         return int(report.exit_code)
     fatal = [f for f in report.findings if f.code in ("connect", "auth")]
     if fatal:
         raise CliError(fatal[0].text, fatal[0].tip, report.exit_code)
     print(render_text(report))
+    replay = _check_replay_link(replay_url, report)
+    if replay:
+        print(f"\nReplay: {replay}")
     return int(report.exit_code)
+
+
+# --- The replay link (`link`, and the line `es check` adds) -------------------------------------------
+
+
+def _add_link_command(commands: Any) -> None:
+    link = commands.add_parser(
+        "link",
+        help="print the replay link of a session, opened at a moment",
+        description="Prints <OTEL_OPENREPLAY_REPLAY_URL>/session/<id>?jumpto=<ms after the session's start>. "
+        "The start is read from the session id (a flake id); without a sane offset (before the start, more "
+        "than a day after it) the link opens the replay at its start.",
+    )
+    target = link.add_mutually_exclusive_group(required=True)
+    target.add_argument("--token", help="session token (its session id is read from it)")
+    target.add_argument("--session-id", help="decimal session id")
+    link.add_argument("--at", metavar="TIME", help="RFC 3339 time (with a zone) or epoch ms; default now")
+    link.add_argument("--replay-url", help="OpenReplay dashboard URL with the project ($OTEL_OPENREPLAY_REPLAY_URL)")
+    link.set_defaults(handler=_link)
+
+
+def _link(args: argparse.Namespace) -> int:
+    import time
+
+    from otel_openreplay.replay import jumpto_ms, parse_moment, replay_link, session_start_ms
+    from otel_openreplay.session import session_id_from_token, valid_session_id, valid_token
+
+    replay_url = _replay_url(args)
+    if replay_url is None:
+        raise CliError(
+            "no OpenReplay dashboard URL to link to",
+            "set OTEL_OPENREPLAY_REPLAY_URL (or pass --replay-url) to the dashboard URL with the project id, "
+            "e.g. https://openreplay.example.com/3",
+            ExitCode.USAGE,
+        )
+    if args.token is not None:
+        if valid_token(args.token) is None:
+            raise CliError(f"{args.token!r} is not a session token", "give it as the tracker gave it", ExitCode.USAGE)
+        session_id = session_id_from_token(args.token)
+        if session_id is None:
+            raise CliError(
+                f"the token {args.token!r} has no session id (its first segment is not base36)",
+                "pass --session-id (tracker.getSessionID())",
+                ExitCode.USAGE,
+            )
+    else:
+        session_id = valid_session_id(args.session_id)
+        if session_id is None:
+            raise CliError(f"{args.session_id!r} is not a session id (1-20 digits)", "", ExitCode.USAGE)
+    try:
+        moment = time.time_ns() if args.at is None else parse_moment(args.at)
+    except ValueError as error:
+        raise CliError(str(error), "e.g. --at 2026-11-26T14:07:34.120Z or --at 1795702054120", ExitCode.USAGE) from None
+    print(replay_link(replay_url, session_id, moment))
+    start = session_start_ms(session_id)
+    if jumpto_ms(start, moment) is None:
+        print(
+            f"note: that time is not within a day after the session's start ({_rfc3339_ms(start)}, read from "
+            "its id): the link opens the replay at its start",
+            file=sys.stderr,
+        )
+    return int(ExitCode.FOUND)
+
+
+def _replay_url(args: argparse.Namespace) -> str | None:
+    """``--replay-url`` or ``OTEL_OPENREPLAY_REPLAY_URL``, validated (a SettingsError names which)."""
+    import os
+
+    from otel_openreplay.replay import parse_replay_url
+    from otel_openreplay.settings import OTEL_OPENREPLAY_REPLAY_URL
+
+    if getattr(args, "replay_url", None) is not None:
+        return parse_replay_url("--replay-url", args.replay_url)
+    return parse_replay_url(OTEL_OPENREPLAY_REPLAY_URL, os.environ.get(OTEL_OPENREPLAY_REPLAY_URL, ""))
+
+
+def _check_replay_link(replay_url: str | None, report: Any) -> str | None:
+    """The checked session's replay link, opened at the first record shown, when a replay URL is known."""
+    from otel_openreplay.doctor import parse_rfc3339
+    from otel_openreplay.replay import replay_link
+
+    session_id = report.target.session_id
+    if replay_url is None or session_id is None:
+        return None
+    times = [parse_rfc3339(entry.time) for generation in report.generations for entry in generation.shown]
+    moments = [int(moment.timestamp() * 1000) for moment in times if moment is not None]
+    return replay_link(replay_url, session_id, min(moments) * 1_000_000 if moments else None)
+
+
+def _rfc3339_ms(epoch_ms: int | None) -> str:
+    from otel_openreplay.layout import format_time
+
+    return (format_time(epoch_ms * 1_000_000) if epoch_ms is not None else None) or "unknown"
 
 
 def _settings(args: argparse.Namespace) -> ConnectionSettings:

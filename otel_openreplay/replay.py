@@ -19,6 +19,7 @@ time: those give a link without ``jumpto``, or no link. The link is never part o
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from urllib.parse import urlsplit
 
 URL_KEY = "openReplaySession.url"
@@ -34,6 +35,7 @@ MAX_JUMPTO_MS = 86_400_000
 """The longest offset written as ``jumpto`` (a day); beyond it the id is not a flake id, or the clock is wrong."""
 
 _SESSION_ID_RE = re.compile(r"[0-9]{1,20}")
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})")
 _MAX_LINKS = 4096
 
 
@@ -104,6 +106,27 @@ def replay_link(replay_url: str, session_id: str, time_unix_nano: int | None = N
     base = session_url(replay_url, session_id)
     offset = jumpto_ms(session_start_ms(session_id), time_unix_nano)
     return base if offset is None else f"{base}?jumpto={offset}"
+
+
+def parse_moment(text: str) -> int:
+    """A moment given as RFC 3339 (``2026-11-26T14:07:34.120Z``, zone required) or epoch ms, in epoch ns.
+
+    Raises ``ValueError`` saying what is expected.
+    """
+    value = text.strip()
+    if value.isdigit():
+        return int(value) * 1_000_000
+    found = _RFC3339.fullmatch(value)
+    if found is None:
+        raise ValueError(f"{text!r} is not a time: give RFC 3339 with a zone (2026-11-26T14:07:34.120Z) or epoch ms")
+    whole, fraction, zone = found.groups()
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    try:
+        moment = datetime.fromisoformat(whole.replace("t", "T").replace(" ", "T") + zone)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a valid time ({error})") from None
+    nanos = int((fraction or "").ljust(9, "0"))
+    return int(moment.timestamp()) * 1_000_000_000 + nanos
 
 
 def kept_link(value: object, session_id: str | None) -> str | None:

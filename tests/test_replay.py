@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_openreplay import configure, session
+from otel_openreplay import cli, configure, session
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.replay import (
@@ -27,6 +27,7 @@ from otel_openreplay.replay import (
     ReplayLinks,
     jumpto_ms,
     kept_link,
+    parse_moment,
     parse_replay_url,
     replay_link,
     session_start_ms,
@@ -148,6 +149,30 @@ class TestReplayLink:
         for number in range(10_000):
             links.link(str(number), None)
         assert len(links._cache) <= 4096
+
+
+class TestParseMoment:
+    """`--at`: RFC 3339 with a zone, or epoch ms."""
+
+    @pytest.mark.parametrize(
+        ("text", "nanos"),
+        [
+            ("1795702054120", 1_795_702_054_120_000_000),
+            ("2026-11-26T14:07:34.120Z", 1_795_702_054_120_000_000),
+            ("2026-11-26T14:07:34Z", 1_795_702_054_000_000_000),
+            ("2026-11-26t14:07:34.123456789z", 1_795_702_054_123_456_789),
+            ("2026-11-26T15:07:34.12+01:00", 1_795_702_054_120_000_000),
+        ],
+    )
+    def test_valid(self, text, nanos):
+        assert parse_moment(text) == nanos
+
+    @pytest.mark.parametrize(
+        "text", ["", "now", "2026-11-26T14:07:34", "2026-11-26", "-5", "1.5", "2026-02-30T00:00:00Z"]
+    )
+    def test_invalid(self, text):
+        with pytest.raises(ValueError, match="time"):
+            parse_moment(text)
 
 
 class TestKeptLink:
@@ -369,3 +394,80 @@ class TestOnRecordsAndSpans:
         assert SESSION in " ".join(carrier.values())
         assert not any("session/" in value or "openreplay.example.com" in value for value in carrier.values())
         assert not any(URL_KEY.lower() in key.lower() for key in carrier)
+
+
+class TestLinkCommand:
+    """`otel-openreplay link` prints one link; errors go through the ERROR/TIP funnel."""
+
+    def run(self, capsys, monkeypatch, *argv, env=DASHBOARD):
+        if env is None:
+            monkeypatch.delenv("OTEL_OPENREPLAY_REPLAY_URL", raising=False)
+        else:
+            monkeypatch.setenv("OTEL_OPENREPLAY_REPLAY_URL", env)
+        code = cli.main(["link", *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def test_session_id_at_rfc3339(self, capsys, monkeypatch):
+        code, out, err = self.run(capsys, monkeypatch, "--session-id", SESSION, "--at", "2026-11-26T14:07:41.5Z")
+        assert (code, out, err) == (0, f"{DASHBOARD}/session/{SESSION}?jumpto=61500\n", "")
+
+    def test_epoch_ms_and_offset_zone(self, capsys, monkeypatch):
+        expected = f"{DASHBOARD}/session/{SESSION}?jumpto=1000\n"
+        assert self.run(capsys, monkeypatch, "--session-id", SESSION, "--at", str(START_MS + 1000))[1] == expected
+        at = "2026-11-26T15:06:41+01:00"
+        assert self.run(capsys, monkeypatch, "--session-id", SESSION, "--at", at)[1] == expected
+
+    def test_default_is_now(self, capsys, monkeypatch):
+        """Without --at the link opens at the current moment of a session that started 10 s ago."""
+        recent = flake_id(int(time.time() * 1000) - 10_000)
+        code, out, _ = self.run(capsys, monkeypatch, "--session-id", recent)
+        base, _, jumpto = out.strip().partition("?jumpto=")
+        assert code == 0
+        assert base == f"{DASHBOARD}/session/{recent}"
+        assert 10_000 <= int(jumpto) < 70_000
+
+    def test_token(self, capsys, monkeypatch):
+        """A token links to the session id read from it."""
+        code, out, _ = self.run(capsys, monkeypatch, "--token", TOKEN, "--at", "1")
+        assert (code, out) == (0, f"{DASHBOARD}/session/{TOKEN_SESSION_ID}\n")
+
+    def test_no_jumpto_is_explained(self, capsys, monkeypatch):
+        """An id that is not a flake id: the link without jumpto, and a note on stderr saying why."""
+        code, out, err = self.run(capsys, monkeypatch, "--session-id", "42", "--at", "2026-11-26T14:07:34Z")
+        assert (code, out) == (0, f"{DASHBOARD}/session/42\n")
+        assert "not within a day after the session's start (2019-02-12T19:33:20.000Z" in err
+
+    def test_flag_wins_over_the_variable(self, capsys, monkeypatch):
+        code, out, _ = self.run(
+            capsys, monkeypatch, "--session-id", "42", "--at", "1", "--replay-url", "https://app.openreplay.com/7/"
+        )
+        assert code == 0
+        assert out == "https://app.openreplay.com/7/session/42\n"
+
+    @pytest.mark.parametrize(
+        ("argv", "env", "error", "tip"),
+        [
+            (["--session-id", "42"], None, "ERROR: no OpenReplay dashboard URL", "TIP: set OTEL_OPENREPLAY_REPLAY_URL"),
+            (["--session-id", "42"], "openreplay.example.com/3", "ERROR: OTEL_OPENREPLAY_REPLAY_URL=", "TIP: fix"),
+            (["--session-id", "42", "--replay-url", "https://x/1#a"], None, "ERROR: --replay-url=", "TIP: fix"),
+            (["--session-id", "12x"], DASHBOARD, "ERROR: '12x' is not a session id", ""),
+            (["--token", "a b"], DASHBOARD, "ERROR: 'a b' is not a session token", "TIP:"),
+            (["--token", "x-y.1.2.3"], DASHBOARD, "has no session id", "TIP: pass --session-id"),
+            (["--session-id", "42", "--at", "yesterday"], DASHBOARD, "ERROR: 'yesterday' is not a time", "TIP: e.g."),
+            (["--session-id", "42", "--at", "2026-11-26T14:07:34"], DASHBOARD, "is not a time", "TIP: e.g."),
+            (["--session-id", "42", "--at", "2026-13-26T14:07:34Z"], DASHBOARD, "is not a valid time", "TIP: e.g."),
+        ],
+    )
+    def test_errors(self, capsys, monkeypatch, argv, env, error, tip):
+        code, out, err = self.run(capsys, monkeypatch, *argv, env=env)
+        assert code == 2
+        assert out == ""
+        assert error in err
+        assert tip in err
+        assert "Traceback" not in err
+
+    def test_needs_a_session(self, capsys, monkeypatch):
+        code, _, err = self.run(capsys, monkeypatch)
+        assert code == 2
+        assert "--token" in err

@@ -8,6 +8,7 @@ backend builds it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -15,7 +16,7 @@ import uuid
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 
-from otel_openreplay import configure, session
+from otel_openreplay import cli, configure, session
 from otel_openreplay.exporter import ElasticsearchLogExporter, ExportResult
 from otel_openreplay.replay import FLAKE_EPOCH_MS
 from otel_openreplay.template import setup_index
@@ -120,3 +121,29 @@ def test_golden_replay_cases_land_as_their_documents(es_node, es_client):
     es_client.indices.refresh(index=index)
     stored = [hit["_source"] for hit in es_client.search(index=index, size=100)["hits"]["hits"]]
     assert sorted(stored, key=repr) == sorted((case.document for case in golden), key=repr)
+
+
+def test_es_check_prints_the_replay_link(es_node, es_client, capsys, monkeypatch):
+    """`es check` on a session with a logged error ends with its replay link, opened at that error."""
+    setup_index(es_client, "logs")  # OpenReplay >= 1.21 reads `logs`, whatever is configured
+    started_ms = int(time.time() * 1000) - 20_000
+    session_id = _flake_id(started_ms)
+    exporter = ElasticsearchLogExporter(
+        es_node.url, user=es_node.user, password=es_node.password, index="logs", replay_url=DASHBOARD, environ={}
+    )
+    logged_ms = _log_error_in_session(exporter, session_id)
+    es_client.indices.refresh(index="logs")
+    exporter.shutdown()
+
+    monkeypatch.setenv("OTEL_OPENREPLAY_REPLAY_URL", DASHBOARD)
+    auth = ["--url", es_node.url, "--user", es_node.user, "--password", es_node.password]
+    code = cli.main(["es", "check", *auth, "--session-id", session_id])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"Replay: {DASHBOARD}/session/{session_id}?jumpto=")
+    jumpto = int(last.rpartition("=")[2])
+    assert abs(jumpto - (logged_ms - started_ms)) <= 1000  # the first error shown, in ms precision
+
+    assert cli.main(["es", "check", *auth, "--session-id", session_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["replay_url"] == last.removeprefix("Replay: ")
