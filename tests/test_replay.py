@@ -471,3 +471,25 @@ class TestLinkCommand:
         code, _, err = self.run(capsys, monkeypatch)
         assert code == 2
         assert "--token" in err
+
+
+class TestExporterSetting:
+    """The Python exporter reads the same variable, or its keyword; a bad value names which."""
+
+    def test_env_keyword_and_unset(self):
+        from otel_openreplay.exporter import ElasticsearchLogExporter
+
+        env = {"OTEL_OPENREPLAY_REPLAY_URL": DASHBOARD + "/"}
+        assert ElasticsearchLogExporter(environ=env).replay_url == DASHBOARD
+        assert (
+            ElasticsearchLogExporter(environ=env, replay_url="https://o.example/9").replay_url == "https://o.example/9"
+        )
+        assert ElasticsearchLogExporter(environ={}).replay_url is None
+
+    def test_malformed(self):
+        from otel_openreplay.exporter import ElasticsearchLogExporter
+
+        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL="):
+            ElasticsearchLogExporter(environ={"OTEL_OPENREPLAY_REPLAY_URL": "ftp://x/3"})
+        with pytest.raises(SettingsError, match=r"^replay_url="):
+            ElasticsearchLogExporter(environ={}, replay_url="https://x/3?a=1")
