@@ -36,6 +36,8 @@ MAX_JUMPTO_MS = 86_400_000
 
 _SESSION_ID_RE = re.compile(r"[0-9]{1,20}")
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})")
+# RE2's \s is [\t\n\f\r ]: spelt out, so both export paths keep exactly the same links.
+_KEPT_LINK = re.compile(r'https?://[^\t\n\f\r "]+/session/([0-9]{1,20})(?:\?jumpto=[0-9]+)?')
 _MAX_LINKS = 4096
 
 
@@ -132,14 +134,13 @@ def parse_moment(text: str) -> int:
 def kept_link(value: object, session_id: str | None) -> str | None:
     """``value`` if it is a replay link of ``session_id`` (as a writer without the setting keeps it), else ``None``.
 
-    The form is ``http(s)://<no whitespace or quote>/session/<session_id>`` with an optional
-    ``?jumpto=<digits>``: a link for another session, or anything else, is not kept.
+    The form is ``^https?://[^\\s"]+/session/<session_id>(\\?jumpto=[0-9]+)?$``, ``\\s`` read as RE2 reads
+    it (the collector's OTTL does the same check): a link for another session, or anything else, is not kept.
     """
-    if not isinstance(value, str) or session_id is None or not _SESSION_ID_RE.fullmatch(session_id):
+    if not isinstance(value, str) or session_id is None:
         return None
-    if re.fullmatch(rf'https?://[^\s"]+/session/{session_id}(\?jumpto=[0-9]+)?', value):
-        return value
-    return None
+    found = _KEPT_LINK.fullmatch(value)
+    return value if found is not None and found.group(1) == session_id else None
 
 
 class ReplayLinks:
