@@ -173,7 +173,7 @@ class _Server:
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
@@ -204,7 +204,7 @@ class FrontendServer(_Server):
         outer = self
 
         class Handler(_QuietHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 path = self.path.split("?")[0].lstrip("/") or "index.html"
                 if path == "config.js":
                     body = f"export default {json.dumps(outer.config, indent=2)};\n".encode()
@@ -256,14 +256,14 @@ class RecordingAPI(_Server):
                 with record.lock:
                     record.requests.append(Received(self.command, self.path, headers))
 
-            def do_OPTIONS(self) -> None:  # noqa: N802
+            def do_OPTIONS(self) -> None:
                 self._log()
                 headers = {"Access-Control-Allow-Origin": self.headers.get("Origin") or "*", "Vary": "Origin"}
                 if allow_headers is not None:
                     headers["Access-Control-Allow-Headers"] = allow_headers
                 self._send(204, b"", "text/plain", headers)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._log()
                 body = json.dumps({"ok": True}).encode()
                 self._send(200, body, "application/json", {"Access-Control-Allow-Origin": "*"})

@@ -219,7 +219,7 @@ def _handler_for(ingest: StandInIngest) -> type[http.server.BaseHTTPRequestHandl
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _answer(self, status: int, body: dict[str, Any] | None = None, extra: dict[str, str] | None = None) -> None:
@@ -236,16 +236,16 @@ def _handler_for(ingest: StandInIngest) -> type[http.server.BaseHTTPRequestHandl
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-        def do_OPTIONS(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_OPTIONS(self) -> None:
             self._answer(200, extra={"Cache-Control": "max-age=86400"})
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.split("?")[0] == "/v1/web/tags":
                 self._answer(200, {"tags": []})
             else:
                 self._answer(404, {"error": "not found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             path = self.path.split("?")[0]
             body = self._body()
             if path == "/v1/web/start":
