@@ -82,8 +82,14 @@ def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
 
 
 def open_shop(browser: Browser, frontend: FrontendServer, api_url: str, **config: str) -> str:
-    """Open the shop page configured for ``api_url``; returns the URL of its module for ``import()``."""
+    """Open the shop page configured for ``api_url`` in a new session; returns its module's URL for ``import()``.
+
+    The tracker keeps its session in the tab's storage and resumes it on the next page of the same origin
+    (as on a real shop); each test starts its own.
+    """
     frontend.config.update({"apiUrl": api_url, "projectKey": PROJECT_KEY, **config})
+    browser.open(f"{frontend.origin}/blank.html")
+    browser.run("sessionStorage.clear(); localStorage.clear();")
     browser.open(f"{frontend.origin}/index.html")
     return f"{frontend.origin}/shop.js"
 

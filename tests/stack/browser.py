@@ -147,11 +147,20 @@ def tracker_modules() -> Path:
 # --- servers --------------------------------------------------------------------------------------
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser closing a connection early (a page left, a request cancelled) is not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Server:
     """A ``ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread."""
 
     def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], name: str) -> None:
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 

@@ -27,6 +27,7 @@ import hmac
 import http.server
 import json
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -143,8 +144,7 @@ class StandInIngest:
         self.log = IngestLog()
         self._shard = shard
         self._seq = 0
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, name="stand-in-ingest", daemon=True)
 
     @property
@@ -213,6 +213,15 @@ class StandInIngest:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser closing a connection early (a page left, a beacon cancelled) is not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(ingest: StandInIngest) -> type[http.server.BaseHTTPRequestHandler]:
