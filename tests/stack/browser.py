@@ -166,8 +166,7 @@ class _Server:
 
     @property
     def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> Any:
         self._thread.start()

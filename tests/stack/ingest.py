@@ -150,8 +150,7 @@ class StandInIngest:
     @property
     def url(self) -> str:
         """The ``ingestPoint`` to configure the tracker with."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start_session(self, request: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
         """Answer a start request as OpenReplay's ``startSessionHandlerWeb`` does (status, JSON body)."""
@@ -170,7 +169,7 @@ class StandInIngest:
             delay = now_ms - int(timestamp) if isinstance(timestamp, (int, float)) else 0
             data = TokenData(session_id, delay, now_ms + MAX_SESSION_DURATION_MS)
         user_uuid = request.get("userUUID") if isinstance(request.get("userUUID"), str) else None
-        reply = {
+        reply: dict[str, Any] = {
             "token": self.tokenizer.compose(data),
             "userUUID": user_uuid or str(uuid.uuid4()),
             "userOS": "Linux",
