@@ -8,19 +8,31 @@ the README says::
 
 An unhandled exception here is logged by uvicorn ("Exception in ASGI application") after the request's
 context is gone; otel-openreplay still puts the session on it.
+
+The shop's frontend (``examples/frontend``) runs on another origin: Starlette's ``CORSMiddleware`` answers
+the browser's preflight, allowing the session headers for the origins listed in ``SHOP_FRONTEND_ORIGINS``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 app = FastAPI()
+# The browser sends the session header cross-origin only if the preflight's answer allows it.
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=os.environ.get("SHOP_FRONTEND_ORIGINS", "http://localhost:8080").split(","),
+    allow_methods=["GET", "POST"],
+    allow_headers=["Content-Type", "X-OpenReplay-SessionToken", "X-OpenReplay-Session-Token", "openReplaySession.id"],
+)
 log = logging.getLogger("shop.checkout")
 
 

@@ -7,17 +7,28 @@ the session header of each request and tags every log record of it. Run it as th
         opentelemetry-instrument gunicorn --bind 127.0.0.1:8000 examples.flask_app:app
 
 then ``curl -H 'X-OpenReplay-SessionToken: <token>' http://127.0.0.1:8000/checkout``.
+
+The shop's frontend (``examples/frontend``) runs on another origin: flask-cors answers the browser's
+preflight, allowing the session headers for the origins listed in ``SHOP_FRONTEND_ORIGINS``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import requests
 from flask import Flask, jsonify, request
+from flask_cors import CORS
 
 app = Flask(__name__)
+# The browser sends the session header cross-origin only if the preflight's answer allows it.
+CORS(
+    app,
+    origins=os.environ.get("SHOP_FRONTEND_ORIGINS", "http://localhost:8080").split(","),
+    allow_headers=["Content-Type", "X-OpenReplay-SessionToken", "X-OpenReplay-Session-Token", "openReplaySession.id"],
+)
 log = logging.getLogger("shop.checkout")
 
 

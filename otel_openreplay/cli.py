@@ -1,10 +1,11 @@
-"""The ``otel-openreplay`` command (also ``python -m otel_openreplay``): set up and check Elasticsearch.
+"""The ``otel-openreplay`` command (also ``python -m otel_openreplay``): set up and check the pieces.
 
 ``es setup`` installs the index template and the index, ``es api-key`` makes least-privilege keys,
 ``es check`` runs OpenReplay's own reads for a session and says what the replay shows, ``link`` prints
-a session's replay link (:mod:`otel_openreplay.replay`). This module
-only parses arguments and prints: the work is in :mod:`otel_openreplay.template`,
-:mod:`otel_openreplay.keys` and :mod:`otel_openreplay.doctor`.
+a session's replay link (:mod:`otel_openreplay.replay`), ``check-cors`` tells whether a browser would
+send the session header to an API (:mod:`otel_openreplay.cors`). This module only parses arguments and
+prints: the work is in :mod:`otel_openreplay.template`, :mod:`otel_openreplay.keys`,
+:mod:`otel_openreplay.doctor` and the modules named above.
 
 Every failure goes through one funnel that prints ``ERROR: …`` and ``TIP: …`` to stderr, never a
 traceback, and returns a distinct exit code (:class:`otel_openreplay.doctor.ExitCode`). Connection
@@ -112,6 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--replay-url", help="OpenReplay dashboard URL with the project ($OTEL_OPENREPLAY_REPLAY_URL)")
     check.set_defaults(handler=_check)
     _add_link_command(commands)
+
+    cors = commands.add_parser(
+        "check-cors",
+        help="would the browser send the session header to this API? (sends the CORS preflight)",
+        description="Sends the preflight a browser sends before calling URL from a page on ORIGIN with the "
+        "session header, and judges the answer as the browser does. Only OPTIONS is sent. Exit codes: "
+        "0 allowed, 1 refused, 2 usage, 3 cannot connect.",
+    )
+    cors.add_argument("url", help="an API URL the page calls, e.g. https://api.shop.example/checkout")
+    cors.add_argument("--origin", required=True, help="the page's origin, e.g. https://shop.example")
+    cors.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        help="a header the page sends (repeat; default X-OpenReplay-SessionToken, the tracker's "
+        "sessionTokenHeader; axios: X-OpenReplay-Session-Token)",
+    )
+    cors.add_argument("--method", default="GET", help="the request's method (default GET)")
+    cors.add_argument("--credentials", action="store_true", help="the request sends cookies (credentials: include)")
+    cors.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    cors.add_argument("--json", action="store_true", help="print one JSON object")
+    cors.set_defaults(handler=_check_cors)
     return parser
 
 
@@ -358,6 +381,33 @@ def _rfc3339_ms(epoch_ms: int | None) -> str:
     from otel_openreplay.layout import format_time
 
     return (format_time(epoch_ms * 1_000_000) if epoch_ms is not None else None) or "unknown"
+
+
+# --- The CORS preflight (`check-cors`) ---------------------------------------------------------------
+
+
+def _check_cors(args: argparse.Namespace) -> int:
+    import http.client
+
+    from otel_openreplay.cors import TRACKER_HEADER, check, render_text
+
+    try:
+        verdict = check(
+            args.url,
+            args.origin,
+            method=args.method,
+            headers=args.headers or [TRACKER_HEADER],
+            credentials=args.credentials,
+            timeout=args.timeout,
+        )
+    except ValueError as error:
+        raise CliError(str(error), "see `otel-openreplay check-cors --help`", ExitCode.USAGE) from None
+    except (OSError, http.client.HTTPException) as error:
+        raise CliError(
+            f"cannot reach {args.url}: {error}", "check the URL and that the API runs", ExitCode.CONNECT
+        ) from None
+    print(json.dumps(verdict.as_json()) if args.json else render_text(verdict))
+    return int(verdict.exit_code)
 
 
 def _settings(args: argparse.Namespace) -> ConnectionSettings:

@@ -3,7 +3,10 @@
 Every part is real: Elastic's Elasticsearch (security on), the collector built from the project's
 manifest running the drop-in config, the FastAPI example under ``opentelemetry-instrument`` exporting
 OTLP, and ``otel-openreplay es ...`` preparing the index, making least-privilege keys and running
-OpenReplay's own reads. It stops everything it started, whatever happens.
+OpenReplay's own reads. Where the machine has (or, as root, can install) Chromium, the session starts in
+a real browser: the example shop page with OpenReplay's tracker, started against the stand-in for
+OpenReplay's ingest (tests/stack/ingest.py); elsewhere it says why and sends a sample token with an
+HTTP client instead. It stops everything it started, whatever happens.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from otel_openreplay.doctor import current_request, legacy_request  # noqa: E402
 from tests.apps import App  # noqa: E402
+from tests.stack import browser as browser_stack  # noqa: E402
 from tests.stack import collector as collector_stack  # noqa: E402
 from tests.stack.es import ElasticsearchNode, ensure_distribution  # noqa: E402
+from tests.stack.ingest import StandInIngest  # noqa: E402
 
 BIN = Path(sys.executable).parent
 # A token in OpenReplay's shape: base36(session id).base36(delay).base36(expiry).base58(signature).
@@ -81,6 +86,9 @@ def main() -> int:
         stack.enter_context(collector)
         print(f"    receiving OTLP/HTTP at {collector.http_logs_url}")
 
+        step("The shop's page (examples/frontend) with OpenReplay's tracker, in a headless Chromium")
+        frontend = shop_page(stack)
+
         step("The FastAPI example under opentelemetry-instrument, exporting logs over OTLP")
         app = App(
             "fastapi",
@@ -89,22 +97,27 @@ def main() -> int:
                 "OTEL_TRACES_EXPORTER": "none",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                 "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": collector.http_logs_url,
+                **({"SHOP_FRONTEND_ORIGINS": frontend.origin} if frontend else {}),
             },
         )
         stack.enter_context(app)
         print(f"    serving at {app.url}")
 
-        step(f"A browser in OpenReplay session {SAMPLE_SESSION_ID} calls the API; the payment fails")
-        headers = {"X-OpenReplay-SessionToken": SAMPLE_TOKEN}
-        for path in ("/checkout", "/crash"):
-            response = app.get(path, headers)
-            print(f"    GET {path} -> {response.status_code}   (X-OpenReplay-SessionToken: {SAMPLE_TOKEN})")
+        if frontend is not None:
+            token, session_id = pay_in_the_browser(stack, frontend, app)
+        else:
+            token, session_id = SAMPLE_TOKEN, SAMPLE_SESSION_ID
+            step(f"A client in OpenReplay session {SAMPLE_SESSION_ID} calls the API; the payment fails")
+            headers = {"X-OpenReplay-SessionToken": SAMPLE_TOKEN}
+            for path in ("/checkout", "/crash"):
+                response = app.get(path, headers)
+                print(f"    GET {path} -> {response.status_code}   (X-OpenReplay-SessionToken: {SAMPLE_TOKEN})")
 
         step("What OpenReplay reads (its own queries, run with the OpenReplay key: read on `logs` only)")
         es = stack.enter_context(Elasticsearch(node.url, api_key=reader["encoded"]))
-        current = current_request(SAMPLE_SESSION_ID)
+        current = current_request(session_id)
         hits = wait_for_hits(es, current, expected=2)
-        print(f'  OpenReplay >= 1.21: match_phrase "openReplaySession.id={SAMPLE_SESSION_ID}" on `logs`:')
+        print(f'  OpenReplay >= 1.21: match_phrase "openReplaySession.id={session_id}" on `logs`:')
         for hit in hits:
             print(json.dumps(shorten(hit["_source"]), indent=2, ensure_ascii=False))
         legacy = legacy_request("logs", int((time.time() - 24 * 3600) * 1000))
@@ -119,11 +132,53 @@ def main() -> int:
             "OPENREPLAY_ES_URL": node.url,
             "OPENREPLAY_ES_API_KEY": reader["encoded"],
         }
-        print(cli("es", "check", "--token", SAMPLE_TOKEN, env=reader_env), end="")
+        print(cli("es", "check", "--token", token, env=reader_env), end="")
 
         step("Stopping what the demo started")
     print("done.")
     return 0
+
+
+def shop_page(stack: ExitStack) -> browser_stack.FrontendServer | None:
+    """The shop page served on its own origin, its tracker pointed at the stand-in ingest; None without a browser."""
+    try:
+        browser_stack.ensure_chromium()
+        modules = browser_stack.tracker_modules()
+    except browser_stack.BrowserUnavailable as reason:
+        print(f"    no browser on this machine ({reason});")
+        print("    an HTTP client sends a sample token in OpenReplay's shape instead")
+        return None
+    ingest = stack.enter_context(StandInIngest({"demo-project"}))
+    config = {"apiUrl": "", "ingestPoint": ingest.url, "projectKey": "demo-project"}
+    frontend = stack.enter_context(browser_stack.FrontendServer(config, modules))
+    print(f"    page at {frontend.origin}, ingest: the stand-in for OpenReplay's at {ingest.url}")
+    return frontend
+
+
+def pay_in_the_browser(stack: ExitStack, frontend: browser_stack.FrontendServer, app: App) -> tuple[str, str]:
+    """Load the page, let the tracker start, pay (fetch) and hit /crash from the page; (token, session id)."""
+    frontend.config["apiUrl"] = app.url
+    browser = stack.enter_context(browser_stack.Browser())
+    browser.open(f"{frontend.origin}/index.html")
+    result = browser.run(
+        "const shop = await import(arguments[0]); const session = await shop.session;"
+        "const crash = await fetch(arguments[1] + '/crash').then((r) => r.status, (e) => e.message);"
+        "return {session, checkout: await shop.pay(), crash};",
+        f"{frontend.origin}/shop.js",
+        app.url,
+    )
+    session = result.get("session") or {}
+    if not session.get("success"):
+        raise SystemExit(f"the tracker did not start: {result}")
+    token, session_id = session["sessionToken"], session["sessionID"]
+    step(f"The tracker started OpenReplay session {session_id}; the page calls the API and the payment fails")
+    print(f"    GET /checkout -> {result['checkout']}   (fetch from the page; the tracker added the header)")
+    if isinstance(result["crash"], int):
+        print(f"    GET /crash -> {result['crash']}")
+    else:  # uvicorn answers an unhandled exception outside the CORS middleware: no CORS header on that 500
+        print(f"    GET /crash -> the page cannot read the 500 ({result['crash']}: it has no CORS header)")
+    print(f"    X-OpenReplay-SessionToken: {token}")
+    return token, session_id
 
 
 def shorten(value: object, limit: int = 400) -> object:

@@ -6,6 +6,9 @@ Load it with ``pytest_plugins = ["tests.stack.fixtures"]`` in ``tests/conftest.p
 removes it when the session ends; ``es_client`` is a superuser client per test. Tests that stop, kill or
 reconfigure a node must start their own :class:`~tests.stack.es.ElasticsearchNode` instead of touching
 ``es_node``, which other tests share. Each pytest-xdist worker gets its own node.
+
+``tracker_modules`` (OpenReplay's tracker, ``npm ci``-installed once per lockfile) and ``browser`` (one headless
+Chromium per test module) SKIP, with the reason, on a machine where Chromium cannot be installed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from elasticsearch import Elasticsearch
 
 from otel_openreplay.keys import role_descriptors
 from otel_openreplay.template import setup_index
+from tests.stack import browser as browser_stack
 from tests.stack import collector as collector_stack
 from tests.stack import es
 from tests.stack.es import ElasticsearchNode, client
@@ -80,3 +84,23 @@ def collector_binary() -> Path:
 def accounts(es_node: ElasticsearchNode) -> Accounts:
     """A writer and an OpenReplay reader on ``es_node``, and the index set up as users set it up."""
     return Accounts(es_node)
+
+
+@pytest.fixture(scope="session")
+def tracker_modules() -> Path:
+    """``node_modules`` holding ``@openreplay/tracker`` as ``examples/frontend/package-lock.json`` pins it."""
+    try:
+        return browser_stack.tracker_modules()
+    except browser_stack.BrowserUnavailable as reason:
+        pytest.skip(f"no OpenReplay tracker: {reason}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[browser_stack.Browser]:
+    """One headless Chromium shared by a test module (each test opens its own page)."""
+    try:
+        browser_stack.ensure_chromium()
+    except browser_stack.BrowserUnavailable as reason:
+        pytest.skip(f"no browser: {reason}")
+    with browser_stack.Browser() as running:
+        yield running
