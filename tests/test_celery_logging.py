@@ -19,12 +19,11 @@ import pytest
 from celery import Celery, signals
 from celery.app.log import Logging
 from celery.utils.log import get_task_logger
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
 from otel_openreplay import celery_logging
 from otel_openreplay.celery_logging import HandlerKeeper, is_otel_handler
 from otel_openreplay.wiring import configure
-from tests.conftest import LogPipeline
+from tests.conftest import LogPipeline, otel_logging_handler
 
 _TOUCHED_LOGGERS = ("", "celery", "celery.task", "celery.redirected", "multiprocessing")
 
@@ -83,8 +82,8 @@ def app() -> Celery:
 
 @pytest.fixture
 def handler(pipeline: LogPipeline) -> Iterator[logging.Handler]:
-    """instrumentation-logging's handler on the root logger, as ``opentelemetry-instrument`` puts it there."""
-    made = LoggingHandler(logger_provider=pipeline.provider)
+    """OpenTelemetry's handler on the root logger, as ``opentelemetry-instrument`` puts it there."""
+    made = otel_logging_handler(pipeline.provider)
     logging.getLogger().addHandler(made)
     yield made
     logging.getLogger().removeHandler(made)
@@ -161,7 +160,7 @@ class TestInstall:
         """A handler set up after install (another instrumentor, the app module) is remembered by the signals
         Celery sends before it sets logging up (a spawned pool child sends only ``import_modules``)."""
         install(unhook)
-        late = LoggingHandler(logger_provider=pipeline.provider)
+        late = otel_logging_handler(pipeline.provider)
         logging.getLogger().addHandler(late)
         if signal == "import_modules":
             app.loader.init_worker()  # sends import_modules, as the worker and each spawned child do
@@ -268,13 +267,15 @@ class TestIsOtelHandler:
         """Either package's LoggingHandler, or a subclass, counts; a plain handler does not."""
         from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
 
-        class Mine(LoggingHandler):
-            pass
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             sdk_handler = SdkLoggingHandler(logger_provider=pipeline.provider)
-        assert is_otel_handler(LoggingHandler(logger_provider=pipeline.provider))
+            instrumentation_handler = otel_logging_handler(pipeline.provider)
+
+            class Mine(type(instrumentation_handler)):  # type: ignore[misc]
+                pass
+
+            assert is_otel_handler(Mine(logger_provider=pipeline.provider))
         assert is_otel_handler(sdk_handler)
-        assert is_otel_handler(Mine(logger_provider=pipeline.provider))
+        assert is_otel_handler(instrumentation_handler)
         assert not is_otel_handler(logging.StreamHandler())
