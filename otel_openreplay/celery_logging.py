@@ -1,6 +1,6 @@
 """Celery workers keep OpenTelemetry's logging handler, so their records still leave the process.
 
-When a Celery worker (or beat) sets up logging, Celery's default ``worker_hijack_root_logger=True``
+When a Celery worker sets up logging, Celery's default ``worker_hijack_root_logger=True``
 empties the root logger's handlers (``celery/app/log.py``), OpenTelemetry's ``LoggingHandler``
 included: without this module not one record of a worker reaches the exporter, solo or prefork.
 :func:`install` (called by :func:`otel_openreplay.configure`, and so by ``opentelemetry-instrument``)
@@ -12,7 +12,10 @@ connects to Celery's documented signals:
 * ``after_setup_logger`` puts those handlers back on the root logger, after Celery's own console
   handler, which stays;
 * ``after_setup_task_logger`` adds them to ``celery.task``, which Celery makes non-propagating, so
-  records of ``get_task_logger(...)`` loggers are exported too.
+  records of ``get_task_logger(...)`` loggers are exported too;
+* ``worker_process_shutdown``, sent in a prefork child as it exits, exports what the child's batch
+  processor still holds: the child ends with ``os._exit``, which skips the SDK's exit hook, so the
+  records of its last second (of every task, with ``--max-tasks-per-child 1``) would be lost.
 
 A prefork child is forked after this, so it inherits the handlers (the SDK's batch processor starts
 its thread again in the child); a child that sets logging up again (``--logfile`` with ``%i``, or a
@@ -31,6 +34,8 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from opentelemetry._logs import get_logger_provider
 
 _logger = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ def _reaches(logger: logging.Logger, handler: logging.Handler) -> bool:
 
 
 class HandlerKeeper:
-    """Remembers the root logger's OpenTelemetry handlers and puts them back where Celery's setup left none.
+    """Remembers the root logger's OpenTelemetry handlers, puts them back after Celery's setup, flushes at exit.
 
     One keeper per :func:`install`; its methods are Celery signal receivers and never raise.
     """
@@ -93,6 +98,23 @@ class HandlerKeeper:
         except Exception:  # never into Celery
             _logger.debug("otel-openreplay: could not restore the OpenTelemetry logging handler", exc_info=True)
 
+    def flush(self, **_: Any) -> None:
+        """Export what this process's logger providers still hold: the global one, and the kept handlers'
+        (read from their ``_logger_provider``, where both OpenTelemetry handlers keep it)."""
+        try:
+            providers = [
+                get_logger_provider(),
+                *(getattr(handler, "_logger_provider", None) for handler in self.handlers),
+            ]
+            flushed: list[Any] = []
+            for provider in providers:
+                force_flush = getattr(provider, "force_flush", None)
+                if callable(force_flush) and not any(provider is done for done in flushed):
+                    flushed.append(provider)
+                    force_flush()
+        except Exception:  # never into Celery
+            _logger.debug("otel-openreplay: could not flush the logger provider", exc_info=True)
+
 
 def install() -> Unhook | None:
     """Connect a :class:`HandlerKeeper` to Celery's signals; ``None`` (and nothing imported) without Celery.
@@ -112,6 +134,7 @@ def install() -> Unhook | None:
         (signals.celeryd_init, keeper.remember),
         (signals.after_setup_logger, keeper.restore),
         (signals.after_setup_task_logger, keeper.restore),
+        (signals.worker_process_shutdown, keeper.flush),
     )
     for signal, receiver in connections:
         signal.connect(receiver, weak=False, dispatch_uid=_DISPATCH_UID)

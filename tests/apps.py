@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +157,13 @@ class Worker:
     """The Celery example (``examples/celery_app.py``) in a real worker under ``opentelemetry-instrument``.
 
     ``pool`` is Celery's ``--pool`` (``solo``, ``prefork``); ``env`` must name the broker
-    (``CELERY_BROKER_URL``) and the exporters. Celery's own console output (its stderr) is kept in a file.
+    (``CELERY_BROKER_URL``) and the exporters; ``args`` are more ``celery worker`` options. Celery's own
+    console output (its stderr) is kept in a file.
     """
 
-    def __init__(self, pool: str, env: Mapping[str, str]) -> None:
+    def __init__(self, pool: str, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
         self.pool = pool
+        self.args = list(args)
         self._dir = Path(tempfile.mkdtemp(prefix=f"otelor-celery-{pool}-"))
         self.stderr_path = self._dir / "stderr"
         self.env = {
@@ -179,7 +181,7 @@ class Worker:
             str(BIN / "opentelemetry-instrument"),
             str(BIN / "celery"),
             "-A", "examples.celery_app.celery_app",
-            "worker", "--pool", self.pool, "--concurrency", "2", "--loglevel", "INFO",
+            "worker", "--pool", self.pool, "--concurrency", "2", "--loglevel", "INFO", *self.args,
         ]  # fmt: skip
 
     def start(self, timeout: float = 60) -> Worker:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,19 @@ class Shop:
 
 @contextlib.contextmanager
 def running_shop(
-    redis_server: RedisServer, collector: collector_stack.Collector, pool: str, web_env: dict[str, str] | None = None
+    redis_server: RedisServer,
+    collector: collector_stack.Collector,
+    pool: str,
+    web_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
+    worker_args: Sequence[str] = (),
 ) -> Iterator[Shop]:
     broker = {"CELERY_BROKER_URL": f"{redis_server.url.rsplit('/', 1)[0]}/{next(_databases)}"}
     env = {**otlp_env(collector), **broker}
-    with App("flask", {**env, **(web_env or {})}) as web, Worker(pool, env) as worker:
+    with (
+        App("flask", {**env, **(web_env or {})}) as web,
+        Worker(pool, {**env, **(worker_env or {})}, worker_args) as worker,
+    ):
         yield Shop(web, worker)
 
 
@@ -125,6 +133,8 @@ class TestWorkerRecordsReachTheReplay:
         wait_for(reader, session_id, 2)
         shop.worker.wait_for_console(f"receipt mail for order {order} bounced")
         shop.worker.wait_for_console(f"RuntimeError: card processor rejected order {order}")
+        if shop.worker.pool == "prefork":  # the records above were logged in pool children
+            assert "ERROR/ForkPoolWorker-" in shop.worker.console()
 
     def test_each_record_arrives_once(self, shop: Shop, reader: Elasticsearch) -> None:
         """No handler was added twice: two orders, exactly two documents each."""
@@ -153,3 +163,17 @@ def test_propagate_false_leaves_tasks_untagged(
         for doc in docs:
             assert_contract(doc, service="shop-worker", token=None, session_id=None)
         assert search(reader, current_request(session_id)) == []
+
+
+def test_a_pool_child_that_exits_loses_nothing(
+    redis_server: RedisServer, collector: collector_stack.Collector, reader: Elasticsearch
+) -> None:
+    """``--max-tasks-per-child 1``: each child exits right after its task, before its batch is due; the
+    records still arrive (a child ends with ``os._exit``, which skips the SDK's own flush at exit)."""
+    slow_batches = {"OTEL_BLRP_SCHEDULE_DELAY": "30000"}  # nothing is exported on schedule during the test
+    args = ["--max-tasks-per-child", "1"]
+    with running_shop(redis_server, collector, "prefork", worker_env=slow_batches, worker_args=args) as shop:
+        _, session_id = new_token()
+        shop.order({"openReplaySession.id": session_id})
+        docs = wait_for(reader, session_id, 2)
+        assert sorted(doc["log"]["logger"] for doc in docs) == [FAILURE_LOGGER, "shop.receipts"]

@@ -19,6 +19,8 @@ import pytest
 from celery import Celery, signals
 from celery.app.log import Logging
 from celery.utils.log import get_task_logger
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
 
 from otel_openreplay import celery_logging
 from otel_openreplay.celery_logging import HandlerKeeper, is_otel_handler
@@ -214,6 +216,25 @@ class TestNeverTwice:
         task_logger.propagate = True
         keeper.restore(logger=task_logger)
         assert otel_handlers(task_logger) == []
+
+
+class TestChildExit:
+    def test_worker_process_shutdown_exports_what_the_batch_holds(self, unhook: list[celery_logging.Unhook]) -> None:
+        """A pool child's exit signal exports the records its batch processor still holds (os._exit skips atexit)."""
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider(shutdown_on_exit=False)
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=60_000))
+        logging.getLogger().addHandler(otel_logging_handler(provider))
+        try:
+            install(unhook)
+            logging.getLogger("shop.tasks").error("logged just before the child exits")
+            assert exporter.get_finished_logs() == ()
+            signals.worker_process_shutdown.send(sender="test@host", pid=os.getpid(), exitcode=0)
+            assert [str(data.log_record.body) for data in exporter.get_finished_logs()] == [
+                "logged just before the child exits"
+            ]
+        finally:
+            provider.shutdown()
 
 
 class TestNeverRaises:
