@@ -6,7 +6,9 @@ the session header of each request and tags every log record of it. Run it as th
     OTEL_SERVICE_NAME=flask-shop OTEL_LOGS_EXPORTER=console OTEL_TRACES_EXPORTER=console \\
         opentelemetry-instrument gunicorn --bind 127.0.0.1:8000 examples.flask_app:app
 
-then ``curl -H 'X-OpenReplay-SessionToken: <token>' http://127.0.0.1:8000/checkout``.
+then ``curl -H 'X-OpenReplay-SessionToken: <token>' http://127.0.0.1:8000/checkout``. ``POST /order``
+hands work to the Celery worker of ``examples/celery_app.py`` (it needs ``otel-openreplay[celery]``
+and ``CELERY_BROKER_URL``; the other routes do not).
 
 The shop's frontend (``examples/frontend``) runs on another origin: flask-cors answers the browser's
 preflight, allowing the session headers for the origins listed in ``SHOP_FRONTEND_ORIGINS``.
@@ -61,6 +63,17 @@ def call() -> object:
     """Calls another service over HTTP: the session goes along in the request's headers."""
     response = requests.get(request.args["url"], timeout=10)
     return jsonify(downstream=response.status_code)
+
+
+@app.post("/order")
+def order() -> tuple[object, int]:
+    """Enqueues the order's Celery tasks: the worker's errors carry this request's session."""
+    from examples.celery_app import charge_card, send_receipt  # only this route needs Celery
+
+    number = request.args.get("order", "1001")
+    send_receipt.delay(number)
+    charge_card.delay(number)
+    return jsonify(status="accepted", order=number), 202
 
 
 @app.get("/health")

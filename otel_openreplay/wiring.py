@@ -3,8 +3,9 @@
 It adds :class:`OpenReplayPropagator` to the global propagator (keeping the ones there), puts
 :class:`OpenReplayLogProcessor` AHEAD of every processor of the logger provider (a processor after
 ``BatchLogRecordProcessor`` loses its body change), adds :class:`OpenReplaySpanProcessor`, and
-installs the exception capture of :mod:`otel_openreplay.capture`. A provider that is not set yet is
-wired the moment it is set. The returned :class:`Wiring` undoes all of it.
+installs the exception capture of :mod:`otel_openreplay.capture`; where Celery is installed, it keeps
+OpenTelemetry's logging handler in Celery workers (:mod:`otel_openreplay.celery_logging`). A provider
+that is not set yet is wired the moment it is set. The returned :class:`Wiring` undoes all of it.
 
 The instrumentor calls the same function, so the auto-instrumented and the manual setup cannot
 differ. It must not create providers or exporters the user did not ask for, and it is idempotent:
@@ -28,6 +29,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
 
+from otel_openreplay import celery_logging
 from otel_openreplay.capture import Capture
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.propagator import OpenReplayPropagator
@@ -120,6 +122,9 @@ def configure(
         if resolved.capture_exceptions:
             wiring._capture = Capture()
             wiring._capture.install()
+        unhook_celery = celery_logging.install()
+        if unhook_celery is not None:
+            wiring._unhooks.append(unhook_celery)
         _active["wiring"] = wiring
         _logger.debug("otel-openreplay configured: %s", resolved.describe())
         return wiring

@@ -1,6 +1,7 @@
 """The example apps as real processes: a real server under ``opentelemetry-instrument``.
 
-Flask and Django run in gunicorn (a WSGI server), FastAPI in uvicorn. Tests read what the app's
+Flask and Django run in gunicorn (a WSGI server), FastAPI in uvicorn, the Celery example in a real
+``celery worker`` (:class:`Worker`). Tests read what the app's
 console exporter printed (one JSON object per log record or span) or what reached the collector.
 This module must never import the apps: they run in their own processes, as users run them.
 """
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ class App:
     def get(self, path: str, headers: Mapping[str, str] | None = None, **params: str) -> requests.Response:
         return requests.get(f"{self.url}{path}", headers=dict(headers or {}), params=params, timeout=10)
 
+    def post(self, path: str, headers: Mapping[str, str] | None = None, **params: str) -> requests.Response:
+        return requests.post(f"{self.url}{path}", headers=dict(headers or {}), params=params, timeout=10)
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
@@ -144,6 +148,86 @@ class App:
 
     def __enter__(self) -> App:
         return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Worker:
+    """The Celery example (``examples/celery_app.py``) in a real worker under ``opentelemetry-instrument``.
+
+    ``pool`` is Celery's ``--pool`` (``solo``, ``prefork``); ``env`` must name the broker
+    (``CELERY_BROKER_URL``) and the exporters; ``args`` are more ``celery worker`` options. Celery's own
+    console output (its stderr) is kept in a file.
+    """
+
+    def __init__(self, pool: str, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
+        self.pool = pool
+        self.args = list(args)
+        self._dir = Path(tempfile.mkdtemp(prefix=f"otelor-celery-{pool}-"))
+        self.stderr_path = self._dir / "stderr"
+        self.env = {
+            **os.environ,
+            "OTEL_SERVICE_NAME": "shop-worker",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_BLRP_SCHEDULE_DELAY": "100",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            str(BIN / "opentelemetry-instrument"),
+            str(BIN / "celery"),
+            "-A", "examples.celery_app.celery_app",
+            "worker", "--pool", self.pool, "--concurrency", "2", "--loglevel", "INFO", *self.args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 60) -> Worker:
+        with self.stderr_path.open("wb") as err:
+            self._process = subprocess.Popen(
+                self.command(), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=err, stderr=err
+            )
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.console():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"celery worker ({self.pool}) exited: {self.stderr_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker ({self.pool}) not ready in {timeout}s: {self.stderr_tail()}")
+            time.sleep(0.1)
+        return self
+
+    def console(self) -> str:
+        """What Celery printed so far (its own log handler writes to stderr)."""
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_for_console(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.console():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the {self.pool} worker's output: {self.stderr_tail()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), as a deploy stops a worker; SIGKILL after 30 s."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def stderr_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.console().splitlines()[-lines:])
+
+    def __enter__(self) -> Worker:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

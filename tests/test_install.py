@@ -17,10 +17,10 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FRAMEWORK_INSTRUMENTOR = {"flask": "flask", "fastapi": "fastapi", "django": "django"}
+FRAMEWORK_INSTRUMENTOR = {"flask": "flask", "fastapi": "fastapi", "django": "django", "celery": "celery"}
 
 
-@pytest.mark.parametrize("extra", ["flask", "fastapi", "django"])
+@pytest.mark.parametrize("extra", ["flask", "fastapi", "django", "celery"])
 def test_extra_installs_a_consistent_set(extra: str, tmp_path: Path) -> None:
     """`pip install "otel-openreplay[<extra>]"` in a fresh venv: no conflict, instrumentors loadable."""
     venv.create(tmp_path / "venv", with_pip=True)

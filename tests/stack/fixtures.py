@@ -1,4 +1,4 @@
-"""Pytest plugin with a real Elasticsearch node for the test session.
+"""Pytest plugin with a real Elasticsearch node (and, for the Celery tests, a real Redis) for the test session.
 
 Load it with ``pytest_plugins = ["tests.stack.fixtures"]`` in ``tests/conftest.py``.
 
@@ -28,6 +28,7 @@ from tests.stack import browser as browser_stack
 from tests.stack import collector as collector_stack
 from tests.stack import es
 from tests.stack.es import ElasticsearchNode, client
+from tests.stack.redis import RedisServer
 
 INDEX = "logs"
 (WRITER_ROLE,) = role_descriptors("writer", INDEX).values()
@@ -41,6 +42,13 @@ def es_node() -> Iterator[ElasticsearchNode]:
     """One running node (security on, ``elastic`` + random password) shared by the whole session."""
     with ElasticsearchNode() as node:
         yield node
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One running ``redis-server`` (Debian's, installed by apt-get when missing) on a free loopback port."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture
