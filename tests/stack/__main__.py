@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tests.stack import es
+from tests.stack.process import terminate_process_group
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -105,7 +106,7 @@ def _es_down(args: argparse.Namespace) -> int:
         print("[es] no node started by `es up`", file=sys.stderr)
         return EXIT_OK
     if _is_our_node(state):
-        es.terminate_process_group(state.pid, [state.pid, state.server_pid], timeout=args.timeout)
+        terminate_process_group(state.pid, [state.pid, state.server_pid], timeout=args.timeout)
     shutil.rmtree(state.base_dir, ignore_errors=True)
     _state_file().unlink(missing_ok=True)
     print(f"[es] stopped {state.url} and removed {state.base_dir}", file=sys.stderr)
