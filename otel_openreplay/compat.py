@@ -20,21 +20,26 @@ API_KEYS_SETTING = "xpack.security.authc.api_key.enabled: true"
 
 _UNKNOWN_PARAMETER = re.compile(r"unrecognized parameters?: \[([^\]]+)\]")
 _ACCEPTED_MAJORS = re.compile(r"must be either version (\d+) or (\d+), but found (\d+)")
-_PLAIN_JSON = {"accept": "application/json"}  # no compatible-with: a mismatched client can still ask
 
 
 def server_version(client: Any) -> str | None:
     """The server's version number (``7.17.29``), or None if it cannot be read with these credentials.
 
     Asks ``GET /`` and, where that is refused (405 on some distributions, or no ``monitor``
-    privilege), the local node's info; both without the client's compatibility header.
+    privilege), the local node's info; through the client's transport with plain JSON headers, since
+    the client itself would add a ``compatible-with`` header that a server of another major refuses.
     """
-    for path, params in (("/", None), ("/_nodes/_local", {"filter_path": "nodes.*.version"})):
+    from elastic_transport import HttpHeaders
+
+    headers = HttpHeaders(getattr(client, "_headers", {}))  # the client's auth; private, hence best effort
+    headers.pop("content-type", None)
+    headers["accept"] = "application/json"
+    for target in ("/", "/_nodes/_local?filter_path=nodes.*.version"):
         try:
-            body = client.perform_request("GET", path, params=params, headers=_PLAIN_JSON).body
+            meta, body = client.transport.perform_request("GET", target, headers=headers)
         except Exception:  # noqa: S112 (best effort while reporting another error)
             continue
-        found = _version_in(body)
+        found = _version_in(body) if 200 <= meta.status < 300 else None
         if found:
             return found
     return None
@@ -77,15 +82,19 @@ def explain_refusal(error: Any, version: str | None) -> tuple[str, str] | None:
             "the server is older than this request needs: see the README's Compatibility table for what "
             "works on your version, or upgrade Elasticsearch",
         )
-    majors = _ACCEPTED_MAJORS.search(f"{reason} {error}")
-    if majors or kind == "media_type_header_exception":
-        spoken = f"{majors.group(1)} or {majors.group(2)}" if majors else "another major"
-        client = majors.group(3) if majors else "this"
-        pin = f"elasticsearch<{int(majors.group(1)) + 1}" if majors else "elasticsearch<9"
+    majors = _ACCEPTED_MAJORS.search(f"{reason} {error} {getattr(error, 'body', '')}")  # causes included
+    if majors:
+        newest = max(int(majors.group(1)), int(majors.group(2)))
         return (
-            f"{server} speaks the client API of version {spoken}, not the {client}.x Python client "
-            f"installed here ({kind}: {reason})",
-            f'pip install "{pin}" (the client\'s major must not be newer than the server\'s)',
+            f"{server} speaks the client API of version {majors.group(1)} or {majors.group(2)}, not the "
+            f"{majors.group(3)}.x Python client installed here ({kind}: {reason})",
+            f"pip install \"elasticsearch<{newest + 1}\" (the client's major must not be newer than the server's)",
+        )
+    if kind == "media_type_header_exception":
+        return (
+            f"{server} refused the Python client's compatibility header: the client's major is newer than the "
+            f"server's ({kind}: {reason})",
+            'pip install "elasticsearch<9" for an 8.x server (a client may not be newer than the server)',
         )
     return None
 

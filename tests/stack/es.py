@@ -1,10 +1,12 @@
 """A real Elasticsearch for the project's tests, demo and benchmarks.
 
-Fetches Elastic's integ-test distribution of Elasticsearch (Maven Central) into a per-user cache, adds
-the test-only analysis plugin built from ``tests/stack/es_plugin`` (without it that distribution cannot
-create its security index, so native users, roles and API keys fail), and runs single nodes or a small
-cluster on 127.0.0.1 with security on, TLS off and a ``bootstrap.password`` for ``elastic`` generated per
-node.
+Fetches Elastic's integ-test distribution of Elasticsearch (Maven Central) into a per-user, per-version
+cache, adds to 8.19.21 the test-only analysis plugin built from ``tests/stack/es_plugin`` (without it that
+distribution cannot create its security index, so native users, roles and API keys fail), and runs single
+nodes or a small cluster on 127.0.0.1 with security on, TLS off and a ``bootstrap.password`` for
+``elastic`` generated per node. :data:`DISTRIBUTIONS` lists the versions: 8.19.21 (the default), 8.0.0
+and 7.17.29; those two have no plugin (7.x has no stable plugin API), so :func:`add_user` puts their
+users in the file realm. The processes are run by :mod:`tests.stack.process`.
 
 What it must never do: listen on anything but loopback; run Elasticsearch as root (as root it creates the
 system user ``otelor-es`` and runs the server as that user); change the owner or mode of anything but a
