@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[connection],
         help="run OpenReplay's own searches for a session and show what the replay shows",
         description="Exit codes: 0 found, 1 nothing found, 2 usage, 3 cannot connect, 4 credentials or "
-        "privilege refused, 5 index or mapping problem.",
+        "privilege refused, 5 index or mapping problem, 6 the server's version or settings refuse it.",
     )
     target = check.add_mutually_exclusive_group(required=True)
     target.add_argument("--token", help="session token (tracker.getSessionToken(), OpenReplay <= 1.20)")
@@ -157,9 +157,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail("interrupted")
         return 130
     except Exception as error:  # the funnel: whatever Elasticsearch or the network says, no traceback
-        message, tip, code = explain_error(error)
+        message, tip, code = _server_refusal(error, args) or explain_error(error)
         _fail(message, tip)
         return int(code)
+
+
+def _server_refusal(error: Exception, args: argparse.Namespace) -> tuple[str, str, ExitCode] | None:
+    """A refusal due to the server's version or settings, naming that version (asked for only then)."""
+    from otel_openreplay.compat import explain_refusal, server_version
+
+    if explain_refusal(error, None) is None:
+        return None
+    version = None
+    with contextlib.suppress(Exception), _client(_settings(args)) as client:
+        version = server_version(client)
+    message, tip = explain_refusal(error, version) or ("", "")
+    return message, tip, ExitCode.CONNECT if is_version_mismatch(error) else ExitCode.UNSUPPORTED
 
 
 def explain_error(error: BaseException) -> tuple[str, str, ExitCode]:

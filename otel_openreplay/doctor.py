@@ -73,6 +73,7 @@ class ExitCode(IntEnum):
     CONNECT = 3
     AUTH = 4
     INDEX = 5
+    UNSUPPORTED = 6  # the server's version or settings refuse it (API keys off on 7.x, too old for a parameter)
 
 
 @dataclass(frozen=True)

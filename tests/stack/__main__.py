@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tests.stack import es
+from tests.stack.process import terminate_process_group
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -39,6 +40,7 @@ class _State:
     pid: int  # the launcher, leader of the node's process group
     server_pid: int
     base_dir: str
+    version: str = es.ES_VERSION
 
     def env_lines(self) -> list[str]:
         return [
@@ -80,7 +82,7 @@ def _es_up(args: argparse.Namespace) -> int:
     if state and _is_our_node(state):
         print(f"[es] already running at {state.url}", file=sys.stderr)
     else:
-        node = es.ElasticsearchNode(http_port=args.port, heap_mb=args.heap_mb)
+        node = es.ElasticsearchNode(http_port=args.port, heap_mb=args.heap_mb, version=args.version)
         node.start()
         try:
             node.wait_ready(args.timeout)
@@ -96,7 +98,7 @@ def _es_up(args: argparse.Namespace) -> int:
 def _state_of(node: es.ElasticsearchNode) -> _State:
     if node.pid is None or node.server_pid is None or node.base_dir is None:
         raise es.StackError(f"{node.name} is ready but wrote no pid file")
-    return _State(node.url, node.user, node.password, node.pid, node.server_pid, str(node.base_dir))
+    return _State(node.url, node.user, node.password, node.pid, node.server_pid, str(node.base_dir), node.version)
 
 
 def _es_down(args: argparse.Namespace) -> int:
@@ -105,7 +107,7 @@ def _es_down(args: argparse.Namespace) -> int:
         print("[es] no node started by `es up`", file=sys.stderr)
         return EXIT_OK
     if _is_our_node(state):
-        es.terminate_process_group(state.pid, [state.pid, state.server_pid], timeout=args.timeout)
+        terminate_process_group(state.pid, [state.pid, state.server_pid], timeout=args.timeout)
     shutil.rmtree(state.base_dir, ignore_errors=True)
     _state_file().unlink(missing_ok=True)
     print(f"[es] stopped {state.url} and removed {state.base_dir}", file=sys.stderr)
@@ -119,7 +121,7 @@ def _es_status(args: argparse.Namespace) -> int:
         return EXIT_NOT_RUNNING
     health = es.cluster_health(state.url, state.user, state.password)
     status = health.get("status", "not answering") if health else "not answering"
-    print(f"Elasticsearch {es.ES_VERSION} at {state.url}: {status} (pid {state.pid}, data {state.base_dir})")
+    print(f"Elasticsearch {state.version} at {state.url}: {status} (pid {state.pid}, data {state.base_dir})")
     return EXIT_OK if health else EXIT_ERROR
 
 
@@ -139,10 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.stack", description=about)
     services = parser.add_subparsers(dest="service", required=True)
     services.add_parser("collector", help="the OpenTelemetry Collector (tests.stack.collector)")
-    elastic = services.add_parser("es", help=f"a local Elasticsearch {es.ES_VERSION} node")
+    elastic = services.add_parser("es", help=f"a local Elasticsearch node ({', '.join(es.DISTRIBUTIONS)})")
     actions = elastic.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start a node in the background and print OPENREPLAY_ES_* lines")
     up.add_argument("--port", type=int, default=None, help="HTTP port on 127.0.0.1 (default: a free one)")
+    up.add_argument(
+        "--version", choices=list(es.DISTRIBUTIONS), default=es.ES_VERSION, help="server version (default: %(default)s)"
+    )
     up.add_argument("--heap-mb", type=int, default=512, help="JVM heap in MB (default: %(default)s)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (default: %(default)s)")
     up.set_defaults(handler=_es_up)

@@ -22,12 +22,9 @@ Typical use::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +35,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.stack.process import LOOPBACK as _LOOPBACK
+from tests.stack.process import ServiceProcess, free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = REPO / "collector"
 BUILD_SCRIPT = COLLECTOR_DIR / "build.sh"
@@ -47,7 +47,6 @@ CONFIG = COLLECTOR_DIR / "otelcol-openreplay.yaml"
 DEBUG_OVERLAY = REPO / "tests" / "fixtures" / "collector" / "debug-exporter.yaml"
 """Overlay for :data:`CONFIG`: documents go to the debug exporter (the collector's log) instead of ES."""
 
-_LOOPBACK = "127.0.0.1"
 _LEAKY_ENV = re.compile(r"^(OPENREPLAY_|ELASTICSEARCH_URL$)")
 """Caller variables never passed through: they would silently change what the config does."""
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
@@ -145,15 +144,6 @@ def validate(
 # --- run ------------------------------------------------------------------------------------------
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now (another process may still take one)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((_LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
@@ -192,9 +182,7 @@ class Collector:
             **(env or {}),
         }
         self._binary = binary
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0  # where the current run's output starts in the log file
-        self._started_at = 0.0
+        self._process = ServiceProcess("the collector", self.log_path)
 
     # -- addresses
 
@@ -220,11 +208,11 @@ class Collector:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._process.pid
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process.running
 
     # -- lifecycle
 
@@ -241,52 +229,22 @@ class Collector:
         for path in self.configs:
             command += ["--config", str(path)]
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._log_offset = log.tell()
-            log.write(f"=== otelor: starting {' '.join(command)}\n".encode())
-            log.flush()
-            self._process = subprocess.Popen(
-                command,
-                env=_child_env(self.env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,  # our signals (Ctrl-C) do not reach it; we stop it ourselves
-            )
-        self._started_at = time.monotonic()
+        self._process.start(
+            command, env=_child_env(self.env), cwd=self.workdir, banner=f"=== otelor: starting {' '.join(command)}"
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the health check answers 200; raise :class:`CollectorError` with the log's tail if
         the process exits or ``timeout`` passes."""
-        process = self._require_process()
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if process.poll() is not None:
-                raise CollectorError(f"the collector exited with status {process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise CollectorError(f"the collector was not ready after {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
+        self._process.wait_ready(self._healthy, timeout, CollectorError, interval=0.1)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (graceful: the queue is left consistent) and wait; SIGKILL after ``timeout``."""
-        if not self.running:
-            return
-        process = self._require_process()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _say(f"no exit {timeout:.0f} s after SIGTERM; sending SIGKILL")
-            self.kill()
+        self._process.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL the collector at once, as a crash or OOM kill would; the queue directory is kept."""
-        if not self.running:
-            return
-        process = self._require_process()
-        process.kill()
-        process.wait(30)
+        self._process.kill()
 
     def restart(self, timeout: float = 30.0) -> None:
         """Stop, start again with the same ports, env and queue directory, and wait until ready."""
@@ -304,16 +262,11 @@ class Collector:
 
     def log_text(self, *, current_run_only: bool = False) -> str:
         """Everything the collector printed (all runs, or only the current one)."""
-        if not self.log_path.is_file():
-            return ""
-        with self.log_path.open("rb") as log:
-            if current_run_only:
-                log.seek(self._log_offset)
-            return log.read().decode(errors="replace")
+        return self._process.log_text(current_run_only=current_run_only)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log, for error messages."""
-        return _tail(self.log_text(), lines) or "(no output)"
+        return self._process.log_tail(lines)
 
     # -- context manager: start + wait_ready, then remove
 
@@ -336,11 +289,6 @@ class Collector:
         return f"<Collector grpc={self.grpc_endpoint} http={self.http_port} {state} {self.workdir}>"
 
     # -- internals
-
-    def _require_process(self) -> subprocess.Popen[bytes]:
-        if self._process is None:
-            raise CollectorError("the collector was never started")
-        return self._process
 
     def _healthy(self) -> bool:
         try:

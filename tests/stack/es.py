@@ -1,10 +1,12 @@
 """A real Elasticsearch for the project's tests, demo and benchmarks.
 
-Fetches Elastic's integ-test distribution of Elasticsearch (Maven Central) into a per-user cache, adds
-the test-only analysis plugin built from ``tests/stack/es_plugin`` (without it that distribution cannot
-create its security index, so native users, roles and API keys fail), and runs single nodes or a small
-cluster on 127.0.0.1 with security on, TLS off and a ``bootstrap.password`` for ``elastic`` generated per
-node.
+Fetches Elastic's integ-test distribution of Elasticsearch (Maven Central) into a per-user, per-version
+cache, adds to 8.19.21 the test-only analysis plugin built from ``tests/stack/es_plugin`` (without it that
+distribution cannot create its security index, so native users, roles and API keys fail), and runs single
+nodes or a small cluster on 127.0.0.1 with security on, TLS off and a ``bootstrap.password`` for
+``elastic`` generated per node. :data:`DISTRIBUTIONS` lists the versions: 8.19.21 (the default), 8.0.0
+and 7.17.29; those two have no plugin (7.x has no stable plugin API), so :func:`add_user` puts their
+users in the file realm. The processes are run by :mod:`tests.stack.process`.
 
 What it must never do: listen on anything but loopback; run Elasticsearch as root (as root it creates the
 system user ``otelor-es`` and runs the server as that user); change the owner or mode of anything but a
@@ -29,8 +31,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,7 @@ import time
 import urllib.request
 import zipfile
 from base64 import b64encode
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +47,10 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
+from tests.stack.process import Account, ServiceProcess, free_ports
+
 ES_VERSION = "8.19.21"
-"""The Elasticsearch managed here: the newest ``integ-test-zip`` on Maven Central (which has no 9.x)."""
+"""The default Elasticsearch: the newest ``integ-test-zip`` on Maven Central (which has no 9.x)."""
 
 CACHE_ENV = "OTEL_OPENREPLAY_CACHE"
 """Environment variable naming the cache root; the default is ``~/.cache/otel-openreplay``."""
@@ -65,16 +67,80 @@ PLUGIN_NAME = "otel-openreplay-security-analysis"
 PLUGIN_SOURCES = Path(__file__).with_name("es_plugin")
 """Java sources and descriptor of the plugin; a change to any file there reinstalls it."""
 
-_DIST_URL = (
-    "https://repo1.maven.org/maven2/org/elasticsearch/distribution/integ-test-zip/elasticsearch/"
-    f"{ES_VERSION}/elasticsearch-{ES_VERSION}.zip"
-)
-# Published next to the zip on Maven Central; pinned here so a corrupted or swapped download is refused.
-_DIST_SHA512 = (
-    "cf6b0a93860d329937ae7f913ec5073b0c726c77639764b93fc83a304aa1dd9d"
-    "4defcfa2849948eea3b0b47c2065f994908603939fc2a4774c9c4d868c5ec1dd"
-)
-_DIST_SIZE_MB = 107
+
+@dataclass(frozen=True)
+class Distribution:
+    """One ``integ-test-zip`` release of Elasticsearch on Maven Central, and what the stack does with it.
+
+    ``sha512`` is pinned so a corrupted or swapped download is refused: 8.19.21's is Maven Central's own
+    ``.sha512``; older releases publish only ``.sha1``/``.md5`` there, so theirs was computed from a
+    download whose SHA-1 matched Maven Central's. ``api_keys``: the stable analysis plugin is built and
+    installed, so the security index (native users, roles, API keys) works; without it (7.x has no stable
+    plugin API) users and roles live in the file realm (:func:`add_user` handles both).
+    """
+
+    version: str
+    sha512: str
+    size_mb: int
+    api_keys: bool
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def url(self) -> str:
+        return (
+            "https://repo1.maven.org/maven2/org/elasticsearch/distribution/integ-test-zip/elasticsearch/"
+            f"{self.version}/elasticsearch-{self.version}.zip"
+        )
+
+
+DISTRIBUTIONS: dict[str, Distribution] = {
+    dist.version: dist
+    for dist in (
+        Distribution(
+            "8.19.21",
+            "cf6b0a93860d329937ae7f913ec5073b0c726c77639764b93fc83a304aa1dd9d"
+            "4defcfa2849948eea3b0b47c2065f994908603939fc2a4774c9c4d868c5ec1dd",
+            107,
+            api_keys=True,
+        ),
+        # The oldest 8.x release: the package claims every 8.x server.
+        Distribution(
+            "8.0.0",
+            "6a693996f63f55d5da3e0a2d4bd11ce232cc72ddbd0908cfd49ca44f07ae8e0d"
+            "2d72e8ef3042c6ac8368c77de72f3cabd18bf9f86937cfd5df91f700821d35ae",
+            63,
+            api_keys=False,
+        ),
+        # The last 7.x release (7.17 is the 7.x line still maintained); runs on Java 17.
+        Distribution(
+            "7.17.29",
+            "24abc37b17b5709c41fba542d0cfb052bc41622326fed2183a67707db3cbd46e"
+            "8469885ecb48c67265d48427be41f9389efff7db99d367b3b6151c65cd64aa43",
+            58,
+            api_keys=False,
+        ),
+    )
+}
+"""Every server version the project tests, newest first."""
+
+OLDEST_8X = "8.0.0"
+"""The oldest 8.x server the package claims (and tests)."""
+
+LEGACY_7X = "7.17.29"
+"""The 7.x server the package supports (and tests)."""
+
+
+def distribution(version: str = ES_VERSION) -> Distribution:
+    """The :class:`Distribution` of ``version``; :class:`StackError` for a version the stack does not know."""
+    try:
+        return DISTRIBUTIONS[version]
+    except KeyError:
+        raise StackError(f"Elasticsearch {version} is not managed here; known: {', '.join(DISTRIBUTIONS)}") from None
+
+
 _PLUGIN_MARKER = ".otelor-plugin-sha256"  # in the distribution's home: digest of the plugin's sources
 _PLUGIN_API_JARS = (
     "elasticsearch-plugin-api-*.jar",
@@ -106,34 +172,35 @@ def _say(message: str) -> None:
 # --- cache and distribution ---------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    """Directory caching this Elasticsearch version: ``$OTEL_OPENREPLAY_CACHE/elasticsearch/<version>``."""
+def cache_dir(version: str = ES_VERSION) -> Path:
+    """Directory caching one Elasticsearch version: ``$OTEL_OPENREPLAY_CACHE/elasticsearch/<version>``."""
     root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "otel-openreplay"
-    return Path(root) / "elasticsearch" / ES_VERSION
+    return Path(root) / "elasticsearch" / version
 
 
-def distribution_home() -> Path:
+def distribution_home(version: str = ES_VERSION) -> Path:
     """Where the unpacked distribution lives once :func:`ensure_distribution` has run."""
-    return cache_dir() / f"elasticsearch-{ES_VERSION}"
+    return cache_dir(version) / f"elasticsearch-{version}"
 
 
-def ensure_distribution() -> Path:
-    """Download, unpack and add the analysis plugin to the distribution, if not done yet; return its home.
+def ensure_distribution(version: str = ES_VERSION) -> Path:
+    """Download, unpack (and for 8.19.21 add the analysis plugin to) a distribution if not done yet; return its home.
 
     Idempotent and safe to call from concurrent processes (a file lock serialises them): a warm call
     downloads and builds nothing. The plugin is rebuilt and reinstalled when the digest of
     :data:`PLUGIN_SOURCES` changes; do that with no node running from this cache.
     """
-    cache = cache_dir()
+    dist = distribution(version)
+    cache = cache_dir(version)
     cache.mkdir(parents=True, exist_ok=True)
     with _locked(cache / ".lock"):
-        home = distribution_home()
+        home = distribution_home(version)
         if not home.is_dir():
-            _unpack(_download(cache), cache, home)
+            _unpack(_download(dist, cache), cache, home)
         digest = plugin_digest()
-        if _installed_plugin_digest(home) != digest:
+        if dist.api_keys and _installed_plugin_digest(home) != digest:
             with tempfile.TemporaryDirectory(prefix="plugin-build-", dir=cache) as build:
-                _install_plugin(home, _build_plugin(home, Path(build)), digest)
+                _install_plugin(home, _build_plugin(home, Path(build), version), digest)
     return home
 
 
@@ -156,20 +223,20 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _download(cache: Path) -> Path:
-    target = cache / f"elasticsearch-{ES_VERSION}.zip"
+def _download(dist: Distribution, cache: Path) -> Path:
+    target = cache / f"elasticsearch-{dist.version}.zip"
     partial = cache / f"{target.name}.part"
-    _say(f"downloading Elasticsearch {ES_VERSION} ({_DIST_SIZE_MB} MB)…")
+    _say(f"downloading Elasticsearch {dist.version} ({dist.size_mb} MB)…")
     started = time.monotonic()
     digest = hashlib.sha512()
     # A constant https URL (S310 guards against user-controlled schemes such as file://).
-    with urllib.request.urlopen(_DIST_URL, timeout=60) as response, partial.open("wb") as out:  # noqa: S310
+    with urllib.request.urlopen(dist.url, timeout=60) as response, partial.open("wb") as out:  # noqa: S310
         while chunk := response.read(1 << 20):
             digest.update(chunk)
             out.write(chunk)
-    if digest.hexdigest() != _DIST_SHA512:
+    if digest.hexdigest() != dist.sha512:
         partial.unlink()
-        raise StackError(f"{_DIST_URL} does not match its pinned SHA-512; refusing it")
+        raise StackError(f"{dist.url} does not match its pinned SHA-512; refusing it")
     partial.replace(target)
     _say(f"downloaded in {time.monotonic() - started:.1f} s")
     return target
@@ -200,18 +267,18 @@ def _installed_plugin_digest(home: Path) -> str | None:
     return marker.read_text().strip() if marker.is_file() else None
 
 
-def _build_plugin(home: Path, build: Path) -> Path:
+def _build_plugin(home: Path, build: Path, version: str) -> Path:
     """Compile the plugin with plain ``javac``/``jar`` and return its installable zip."""
     _say("building analysis plugin…")
     started = time.monotonic()
-    _check_descriptor()
+    _check_descriptor(version)
     jdk = java_home()
     classes, jar = build / "classes", build / f"{PLUGIN_NAME}.jar"
     sources = sorted(str(path) for path in (PLUGIN_SOURCES / "src").rglob("*.java"))
     classpath = os.pathsep.join(str(_one_jar(home / "lib", pattern)) for pattern in _PLUGIN_API_JARS)
     _run([str(jdk / "bin" / "javac"), "--release", "17", "-d", str(classes), "-cp", classpath, *sources])
     _run([str(jdk / "bin" / "jar"), "--create", "--file", str(jar), "-C", str(classes), "."])
-    bundle = build / f"{PLUGIN_NAME}-{ES_VERSION}.zip"
+    bundle = build / f"{PLUGIN_NAME}-{version}.zip"
     with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as out:  # flat: jar + descriptor + components
         out.write(jar, jar.name)
         for name in ("stable-plugin-descriptor.properties", "named_components.json"):
@@ -220,11 +287,11 @@ def _build_plugin(home: Path, build: Path) -> Path:
     return bundle
 
 
-def _check_descriptor() -> None:
+def _check_descriptor(version: str) -> None:
     text = (PLUGIN_SOURCES / "stable-plugin-descriptor.properties").read_text()
     lines = {line.partition("=")[0].strip(): line.partition("=")[2].strip() for line in text.splitlines()}
-    if lines.get("elasticsearch.version") != ES_VERSION or lines.get("name") != PLUGIN_NAME:
-        wanted = f"name={PLUGIN_NAME} and elasticsearch.version={ES_VERSION}"
+    if lines.get("elasticsearch.version") != version or lines.get("name") != PLUGIN_NAME:
+        wanted = f"name={PLUGIN_NAME} and elasticsearch.version={version}"
         raise StackError(f"es_plugin/stable-plugin-descriptor.properties must say {wanted}")
 
 
@@ -297,22 +364,13 @@ def _java_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class _Account:
-    """The unprivileged user a root process runs Elasticsearch as."""
-
-    name: str
-    uid: int
-    gid: int
-
-
-def _service_account() -> _Account | None:
+def _service_account() -> Account | None:
     """None (run as the current user) unless root; then :data:`ES_USER`, created on first use."""
     if os.geteuid() != 0:
         return None
     with contextlib.suppress(KeyError):
         entry = pwd.getpwnam(ES_USER)
-        return _Account(ES_USER, entry.pw_uid, entry.pw_gid)
+        return Account(ES_USER, entry.pw_uid, entry.pw_gid)
     _say(f"creating system user {ES_USER} (Elasticsearch refuses to run as root)…")
     shell = shutil.which("nologin") or "/bin/false"
     command = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
@@ -322,7 +380,7 @@ def _service_account() -> _Account | None:
         entry = pwd.getpwnam(ES_USER)
     except KeyError:
         raise StackError(f"could not create user {ES_USER} with useradd") from None
-    return _Account(ES_USER, entry.pw_uid, entry.pw_gid)
+    return Account(ES_USER, entry.pw_uid, entry.pw_gid)
 
 
 def _run(
@@ -330,7 +388,7 @@ def _run(
     *,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
-    account: _Account | None = None,
+    account: Account | None = None,
     cwd: Path | None = None,
 ) -> str:
     """Run a short tool to completion; raise :class:`StackError` with its output if it fails."""
@@ -351,49 +409,6 @@ def _run(
     return done.stdout
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now (another process may still take one)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((_LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def terminate_process_group(leader: int, pids: Sequence[int], *, timeout: float = 60.0) -> None:
-    """SIGTERM the group ``leader`` leads, SIGKILL it after ``timeout``; return once ``pids`` are gone.
-
-    Only for groups this module created (a node's launcher leads its own session).
-    """
-    _signal_group(leader, signal.SIGTERM)
-    if not _wait_gone(pids, timeout):
-        _signal_group(leader, signal.SIGKILL)
-        _wait_gone(pids, 30.0)
-
-
-def _signal_group(leader: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(leader, signum)
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (dead, not yet reaped) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _wait_gone(pids: Sequence[int], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def cluster_health(url: str, user: str, password: str) -> dict[str, Any] | None:
     """``GET <url>/_cluster/health`` as ``user``; None if it does not answer 200 (down, starting, 401)."""
     return _get_json(f"{url}/_cluster/health", user, password)
@@ -412,9 +427,6 @@ def _get_json(url: str, user: str, password: str) -> dict[str, Any] | None:
 
 
 # --- nodes --------------------------------------------------------------------------------------------------
-
-# Ends a node's processes, given its launcher (the process group leader) and the pids to wait for.
-_Ender = Callable[[int, Sequence[int]], None]
 
 
 @dataclass(frozen=True)
@@ -458,7 +470,8 @@ class ElasticsearchNode:
     ``settings`` are extra ``elasticsearch.yml`` entries (flat keys, JSON-able values) over the defaults;
     ``None`` removes a default, e.g. ``{"discovery.type": None}`` for a cluster. Static settings such as
     ``thread_pool.write.queue_size`` work. The ``elastic`` password is random per node unless given. As
-    root, the server runs as :data:`ES_USER`.
+    root, the server runs as :data:`ES_USER`. ``version`` is one of :data:`DISTRIBUTIONS` (default
+    :data:`ES_VERSION`); :attr:`api_keys` says whether it can make API keys and native users.
     """
 
     def __init__(
@@ -472,8 +485,10 @@ class ElasticsearchNode:
         settings: Mapping[str, object] | None = None,
         password: str | None = None,
         base_dir: Path | None = None,
+        version: str = ES_VERSION,
     ) -> None:
         spare = free_ports(2) if http_port is None or transport_port is None else [0, 0]
+        self.distribution = distribution(version)
         self.name = name
         self.cluster_name = cluster_name or f"otelor-{secrets.token_hex(4)}"
         self.http_port = http_port or spare[0]
@@ -483,11 +498,25 @@ class ElasticsearchNode:
         self._password = password or secrets.token_urlsafe(18)
         self._parent = base_dir
         self._layout: _Layout | None = None
-        self._account: _Account | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._started_at = 0.0
+        self._account: Account | None = None
+        self._process: ServiceProcess | None = None
 
     # -- what callers read
+
+    @property
+    def version(self) -> str:
+        """The server's version, e.g. ``8.19.21``."""
+        return self.distribution.version
+
+    @property
+    def api_keys(self) -> bool:
+        """Whether this node can make API keys, native users and roles (else: file-realm users only)."""
+        return self.distribution.api_keys
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The node's ``ES_PATH_CONF`` (``roles.yml``, ``users``…), or None before the first start."""
+        return self._layout.config if self._layout else None
 
     @property
     def url(self) -> str:
@@ -531,7 +560,7 @@ class ElasticsearchNode:
     @property
     def running(self) -> bool:
         """True while the launcher started by this object has not exited."""
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running
 
     # -- lifecycle
 
@@ -542,40 +571,41 @@ class ElasticsearchNode:
         """
         if self.running:
             raise StackError(f"{self.name} is already running")
-        dist_home = ensure_distribution()
+        dist_home = ensure_distribution(self.version)
         if self._layout is None:
             self._account = _service_account()
             self._layout = self._prepare(dist_home)
-        self._process = self._launch(self._layout)
-        self._started_at = time.monotonic()
+            self._process = ServiceProcess(
+                f"Elasticsearch {self.version} {self.name} ({self.url}, {self._layout.base})",
+                self._layout.console_log,
+            )
+        layout, process = self._require_started()
+        layout.pid_file.unlink(missing_ok=True)
+        process.start(
+            [str(layout.home / "bin" / "elasticsearch"), "-p", str(layout.pid_file)],
+            env=self._env(layout),
+            cwd=layout.base,
+            account=self._account,
+        )
 
     def wait_ready(self, timeout: float = 120.0, *, nodes: int = 1) -> None:
         """Block until health is green or yellow with ``nodes`` nodes and ``elastic`` authenticates.
 
         Raises :class:`ElasticsearchStartError` (with the log's tail) if the process exits or time runs out.
         """
-        layout, process = self._require_started()
-        deadline = time.monotonic() + timeout
-        while not self._ready(nodes):
-            if process.poll() is not None:
-                raise self._start_error(f"exited with status {process.returncode}", layout)
-            if time.monotonic() > deadline:
-                raise self._start_error(f"not ready after {timeout:.0f} s", layout)
-            time.sleep(0.25)
-        _say(f"{self.name} ready at {self.url} in {time.monotonic() - self._started_at:.1f} s")
+        _, process = self._require_started()
+        took = process.wait_ready(lambda: self._ready(nodes), timeout, ElasticsearchStartError)
+        _say(f"{self.name} ({self.version}) ready at {self.url} in {took:.1f} s")
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM the node and wait for it to exit (SIGKILL after ``timeout``); data is kept."""
-        self._end(lambda leader, pids: terminate_process_group(leader, pids, timeout=timeout))
+        if self._process is not None:
+            self._process.stop(timeout, extra_pids=self._server_pids())
 
     def kill(self) -> None:
         """SIGKILL the node (launcher and server) at once, as a crash would; data is kept."""
-
-        def hard(leader: int, pids: Sequence[int]) -> None:
-            _signal_group(leader, signal.SIGKILL)
-            _wait_gone(pids, 30.0)
-
-        self._end(hard)
+        if self._process is not None:
+            self._process.kill(extra_pids=self._server_pids())
 
     def restart(self, timeout: float = 120.0) -> None:
         """Stop, start again on the same ports with the same data and password, and wait until ready."""
@@ -589,15 +619,25 @@ class ElasticsearchNode:
         if self._layout is not None:
             shutil.rmtree(self._layout.base, ignore_errors=True)
             self._layout = None
+            self._process = None
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines the node printed (console output, which includes the server log)."""
-        if self._layout is None or not self._layout.console_log.is_file():
-            return "(no log yet)"
-        with self._layout.console_log.open("rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 64_000))
-            text = log.read().decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return self._process.log_tail(lines) if self._process is not None else "(no log yet)"
+
+    def users_tool(self, *args: str) -> str:
+        """Run ``bin/elasticsearch-users`` on the node's config, as its user (file-realm users).
+
+        8.0.0's integ-test-zip lacks that script but has its class: run it the way 7.x's script does.
+        """
+        layout, _ = self._require_started()
+        env = self._env(layout)
+        script = layout.home / "bin" / "elasticsearch-users"
+        if not script.is_file():
+            script = layout.home / "bin" / "elasticsearch-cli"
+            env["ES_MAIN_CLASS"] = "org.elasticsearch.xpack.security.authc.file.tool.UsersTool"
+            env["ES_ADDITIONAL_SOURCES"] = "x-pack-env;x-pack-security-env"
+        return _run([str(script), *args], env=env, account=self._account, cwd=layout.base)
 
     def __enter__(self) -> ElasticsearchNode:
         self.start()
@@ -619,10 +659,14 @@ class ElasticsearchNode:
 
     # -- internals
 
-    def _require_started(self) -> tuple[_Layout, subprocess.Popen[bytes]]:
+    def _require_started(self) -> tuple[_Layout, ServiceProcess]:
         if self._layout is None or self._process is None:
             raise StackError(f"{self.name} was not started")
         return self._layout, self._process
+
+    def _server_pids(self) -> list[int]:
+        server = self.server_pid
+        return [server] if server else []
 
     def _prepare(self, dist_home: Path) -> _Layout:
         parent = Path(self._parent or tempfile.gettempdir())
@@ -634,6 +678,7 @@ class ElasticsearchNode:
         for directory in (layout.data, layout.logs, layout.tmp):
             directory.mkdir()
         (layout.config / "elasticsearch.yml").write_text(_render_yaml(self._effective_settings(layout)))
+        _pin_jvm_paths(layout)
         heap = f"-Xms{self.heap_mb}m\n-Xmx{self.heap_mb}m\n"
         (layout.config / "jvm.options.d" / "heap.options").write_text(heap)
         if self._account is not None:
@@ -663,28 +708,14 @@ class ElasticsearchNode:
             "xpack.security.transport.ssl.enabled": False,
             # Test machines often have fuller disks than production; never turn indices read-only for that.
             "cluster.routing.allocation.disk.threshold_enabled": False,
+            # File-realm users and roles (add_user) take effect within a second, not five.
+            "resource.reload.interval.high": "1s",
         }
         merged = {**defaults, **self._settings}
         return {key: value for key, value in merged.items() if value is not None}
 
     def _env(self, layout: _Layout) -> dict[str, str]:
         return _java_env(ES_PATH_CONF=str(layout.config), ES_TMPDIR=str(layout.tmp))
-
-    def _launch(self, layout: _Layout) -> subprocess.Popen[bytes]:
-        layout.pid_file.unlink(missing_ok=True)
-        with layout.console_log.open("ab") as console:
-            return subprocess.Popen(
-                [str(layout.home / "bin" / "elasticsearch"), "-p", str(layout.pid_file)],
-                cwd=layout.base,
-                env=self._env(layout),
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop/kill reach launcher and server together
-                user=self._account.uid if self._account else None,
-                group=self._account.gid if self._account else None,
-                extra_groups=[] if self._account else None,
-            )
 
     def _ready(self, nodes: int) -> bool:
         health = cluster_health(self.url, self.user, self._password)
@@ -694,24 +725,21 @@ class ElasticsearchNode:
             return False
         return _get_json(f"{self.url}/_security/_authenticate", self.user, self._password) is not None
 
-    def _start_error(self, what: str, layout: _Layout) -> ElasticsearchStartError:
-        where = f"{self.url}, {layout.base}"
-        return ElasticsearchStartError(
-            f"Elasticsearch {self.name} ({where}) {what}; last log lines:\n{self.log_tail()}"
-        )
 
-    def _end(self, how: _Ender) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            server = self.server_pid
-            how(process.pid, [process.pid] + ([server] if server else []))
-        process.wait()
-        self._process = None
+def _pin_jvm_paths(layout: _Layout) -> None:
+    """Point 7.x's relative ``jvm.options`` paths (GC log, error file, heap dumps) at the node's own dirs.
+
+    7.x's launcher runs from the distribution's home, which the server user may not write (8.x's options
+    have no such paths).
+    """
+    options = layout.config / "jvm.options"
+    text = options.read_text()
+    pinned = text.replace("=logs/", f"={layout.logs}/").replace("HeapDumpPath=data\n", f"HeapDumpPath={layout.data}\n")
+    if pinned != text:
+        options.write_text(pinned)
 
 
-def _home_for(dist_home: Path, base: Path, account: _Account | None) -> Path:
+def _home_for(dist_home: Path, base: Path, account: Account | None) -> Path:
     """The distribution itself, or a hard-linked mirror in ``base`` if the server user can't reach the cache.
 
     As root the cache is usually under ``/root`` (mode 0700), which :data:`ES_USER` cannot traverse.
@@ -734,7 +762,7 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _chown_tree(base: Path, account: _Account, *, skip: Path) -> None:
+def _chown_tree(base: Path, account: Account, *, skip: Path) -> None:
     """Give the node's own directories to the server user; never ``skip`` (hard links into the cache)."""
     os.chown(base, account.uid, account.gid)
     for root, dirs, files in os.walk(base):
@@ -916,3 +944,45 @@ def create_api_key(
     with contextlib.closing(client(endpoint, **auth)) as es:
         created = es.security.create_api_key(body=body, refresh="true")
     return ApiKey(created["id"], created["api_key"], created["encoded"])
+
+
+def add_user(node: ElasticsearchNode, username: str, password: str, role: str, body: Mapping[str, Any]) -> None:
+    """Give ``node`` the role ``role`` (``body`` as for ``PUT /_security/role``) and a user holding only it.
+
+    Native role and user where the node has a security index (:attr:`ElasticsearchNode.api_keys`);
+    otherwise the file realm, as a 7.x or early 8.x cluster without the analysis plugin must: the role
+    goes into the node's ``config/roles.yml`` and the user is added with ``bin/elasticsearch-users
+    useradd``. Returns once the user authenticates with the role's index privileges (the file realm
+    reloads its files about every second here).
+    """
+    if node.api_keys:
+        create_role(node, role, body)
+        create_user(node, username, password, [role])
+        return
+    config = node.config_dir
+    if config is None:
+        raise StackError(f"{node.name} was not started")
+    with (config / "roles.yml").open("a") as roles:
+        roles.write(f"\n{role}: {json.dumps(dict(body))}\n")  # JSON is YAML
+    node.users_tool("useradd", username, "-p", password, "-r", role)
+    wanted = {"index": [{"names": e["names"], "privileges": e["privileges"]} for e in body.get("indices", [])]}
+    deadline = time.monotonic() + 30
+    while not _has_privileges(node.url, username, password, wanted):
+        if time.monotonic() > deadline:
+            raise StackError(f"file-realm user {username} of {node.name} never got role {role}")
+        time.sleep(0.2)
+
+
+def _has_privileges(url: str, user: str, password: str, wanted: Mapping[str, Any]) -> bool:
+    token = b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 (http URL we built)
+        f"{url}/_security/user/_has_privileges",
+        data=json.dumps(wanted).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http URL we built)
+            return bool(json.load(response).get("has_all_requested"))
+    except (OSError, ValueError):
+        return False

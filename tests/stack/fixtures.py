@@ -3,7 +3,9 @@
 Load it with ``pytest_plugins = ["tests.stack.fixtures"]`` in ``tests/conftest.py``.
 
 ``es_node`` starts one node the first time a test asks for it (downloading and building on a cold cache) and
-removes it when the session ends; ``es_client`` is a superuser client per test. Tests that stop, kill or
+removes it when the session ends; ``es_client`` is a superuser client per test. ``es_server`` is a node of
+each supported server version in turn (tests using it run once per version; ``es_node`` serves 8.19.21, and
+pytest stops one older node before it starts the next). Tests that stop, kill or
 reconfigure a node must start their own :class:`~tests.stack.es.ElasticsearchNode` instead of touching
 ``es_node``, which other tests share. Each pytest-xdist worker gets its own node.
 
@@ -51,6 +53,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+SERVER_VERSIONS = tuple(es.DISTRIBUTIONS)
+"""Every Elasticsearch version the package supports and tests: 8.19.21, the oldest 8.x, and 7.17."""
+
+
+@pytest.fixture(scope="session", params=SERVER_VERSIONS)
+def es_server(request: pytest.FixtureRequest) -> Iterator[ElasticsearchNode]:
+    """A running node of each supported version in turn (8.19.21 is ``es_node``)."""
+    if request.param == es.ES_VERSION:
+        yield request.getfixturevalue("es_node")
+        return
+    with ElasticsearchNode(version=request.param) as node:
+        yield node
+
+
 @pytest.fixture
 def es_client(es_node: ElasticsearchNode) -> Iterator[Elasticsearch]:
     """An ``Elasticsearch`` client logged in as ``elastic`` on ``es_node``, closed after the test."""
@@ -67,10 +83,9 @@ class Accounts:
         self.node = node
         self.writer = (f"otelor-collector-{suffix}", secrets.token_urlsafe(16))
         self.reader = (f"otelor-openreplay-{suffix}", secrets.token_urlsafe(16))
-        es.create_role(node, f"otelor_collector_writer_{suffix}", WRITER_ROLE)
-        es.create_role(node, f"otelor_logs_reader_{suffix}", READER_ROLE)
-        es.create_user(node, *self.writer, roles=[f"otelor_collector_writer_{suffix}"])
-        es.create_user(node, *self.reader, roles=[f"otelor_logs_reader_{suffix}"])
+        # Native users where the node can have them, else the file realm (7.x, 8.0.0 here): same roles.
+        es.add_user(node, *self.writer, f"otelor_collector_writer_{suffix}", WRITER_ROLE)
+        es.add_user(node, *self.reader, f"otelor_logs_reader_{suffix}", READER_ROLE)
         with contextlib.closing(es.client(node)) as admin:
             setup_index(admin, INDEX)  # as users do before pointing OpenReplay at it
 
