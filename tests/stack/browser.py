@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.stack import apt
+
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "examples" / "frontend"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,22 +85,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _apt_install(packages: Sequence[str], why: str) -> None:
-    """``apt-get install`` as root (with one ``apt-get update`` if the first try fails)."""
-    if os.geteuid() != 0:
-        raise BrowserUnavailable(f"{why}, and installing {' '.join(packages)} needs root (apt-get)")
-    if shutil.which("apt-get") is None:
-        raise BrowserUnavailable(f"{why}, and this machine has no apt-get to install {' '.join(packages)}")
-    command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _say(f"{why}: {' '.join(command)}")
-    with _locked(cache_dir() / ".apt.lock"):
-        first = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if first.returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-            second = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            if second.returncode != 0:
-                tail = "\n".join(second.stderr.splitlines()[-5:])
-                raise BrowserUnavailable(f"{why}, and `{' '.join(command)}` failed:\n{tail}")
+    """``apt-get install`` as root; :class:`BrowserUnavailable` (the tests then skip) where it cannot."""
+    try:
+        apt.install(packages, why)
+    except apt.AptUnavailable as error:
+        raise BrowserUnavailable(str(error)) from None
 
 
 def ensure_chromium() -> tuple[Path, Path]:
