@@ -29,6 +29,14 @@ import nox
 ROOT = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("OTEL_OPENREPLAY_CACHE", Path.home() / ".cache" / "otel-openreplay"))
 os.environ.setdefault("UV_CACHE_DIR", str(CACHE / "uv"))
+# pyenv's interpreters, found even when its shims do not expose them (`pyenv global` names one version):
+# appended to PATH, so never ahead of the user's own.
+os.environ["PATH"] = os.pathsep.join(
+    [
+        os.environ.get("PATH", ""),
+        *map(str, sorted(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob("versions/3.*/bin"))),
+    ]
+)
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 """Every supported interpreter (pyproject.toml: requires-python >= 3.10)."""
@@ -55,15 +63,18 @@ nox.options.reuse_venv = "yes"  # the install steps still run: a changed pyproje
 nox.options.envdir = str(CACHE / "nox" / hashlib.sha256(str(ROOT).encode()).hexdigest()[:12])
 
 
-def _say_versions(session: nox.Session, expect_sdk: str | None = None) -> None:
+_PROBE = """
+import sys
+from importlib.metadata import version
+sdk = version("opentelemetry-sdk")
+print(f"Python {sys.version.split()[0]}, OpenTelemetry SDK {sdk}, contrib {version('opentelemetry-instrumentation')}")
+sys.exit(0 if sdk == sys.argv[1] else f"the resolver took SDK {sdk}, not {sys.argv[1]}: this cell tests the wrong set")
+"""
+
+
+def _say_versions(session: nox.Session, expect_sdk: str) -> None:
     """Print the cell's Python and OpenTelemetry; fail if the resolver picked another SDK than the cell's."""
-    probe = (
-        "import sys; from importlib.metadata import version as v; "
-        "print(f'Python {sys.version.split()[0]}, OpenTelemetry SDK {v(\"opentelemetry-sdk\")}, "
-        "instrumentation {v(\"opentelemetry-instrumentation\")}'); "
-        f"sys.exit(0 if {expect_sdk!r} in (None, v('opentelemetry-sdk')) else 'not the SDK this cell tests')"
-    )
-    session.run("python", "-c", probe)
+    session.run("python", "-c", _PROBE, expect_sdk, silent=False)
 
 
 @nox.session(name="tests", python=PYTHONS)
