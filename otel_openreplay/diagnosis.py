@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from otel_openreplay.connection import describe_api_error
 from otel_openreplay.generations import (
     CURRENT_INDEX,
     LEGACY,
@@ -97,6 +98,24 @@ def explain_current_miss(source: Mapping[str, Any], target: Target, index: str) 
             "check OTEL_OPENREPLAY_PREFIX (it must include `id`)",
         )
     return None
+
+
+def missing_index_finding(index: str) -> Finding:
+    """A search answered 404: the index is not there."""
+    return Finding(
+        "index-missing",
+        f"the index `{index}` does not exist",
+        f"run `otel-openreplay es setup --index {index}`",
+    )
+
+
+def refused_finding(index: str, error: Any) -> Finding:
+    """A search answered 403: the key may not read the index."""
+    return Finding(
+        "privilege",
+        f"the search on `{index}` was refused: {describe_api_error(error)}",
+        f"give OpenReplay's key `read` on `{index}` (`otel-openreplay es api-key --for openreplay`)",
+    )
 
 
 def diagnostic_query(target: Target) -> dict[str, Any]:

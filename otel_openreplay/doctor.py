@@ -20,9 +20,8 @@ analysis is pure functions over Elasticsearch answers (unit-tested); :func:`run_
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import IntEnum
@@ -35,7 +34,9 @@ from otel_openreplay.diagnosis import (
     explain_current_miss,
     explain_legacy_miss,
     mapping_findings,
+    missing_index_finding,
     privilege_findings,
+    refused_finding,
 )
 from otel_openreplay.generations import (
     CURRENT,
@@ -49,6 +50,8 @@ from otel_openreplay.generations import (
     Target,
     current_request,
     current_view,
+    fetch_current,
+    fetch_legacy,
     legacy_request,
     legacy_token,
     legacy_view,
@@ -87,9 +90,6 @@ __all__ = [  # the doctor's public names, wherever they are defined
     "run_check",
     "ui_level",
 ]
-
-MAX_SCROLL_PAGES = 20
-"""Pages of ≤ 1.20's scroll the doctor reads at most (20 000 records)."""
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -288,80 +288,30 @@ _AUTH_TIP = "check OPENREPLAY_ES_API_KEY (the encoded form) or OPENREPLAY_ES_USE
 
 
 def _run_legacy(client: Elasticsearch, generation: Generation, target: Target) -> list[Finding]:
-    from elasticsearch import ApiError, AuthorizationException, NotFoundError
-
-    request = generation.request
-    hits: list[Mapping[str, Any]] = []
-    scroll_id: str | None = None
-    try:
-        answer = client.search(
-            index=generation.index,
-            query=request["body"]["query"],
-            size=PAGE_SIZE,
-            sort=request["params"]["sort"],
-            scroll=request["params"]["scroll"],
-        ).body
-        for _ in range(MAX_SCROLL_PAGES):
-            page = answer.get("hits", {}).get("hits", [])
-            scroll_id = answer.get("_scroll_id", scroll_id)
-            hits += page
-            if len(page) < PAGE_SIZE or scroll_id is None:
-                break
-            answer = client.scroll(scroll_id=scroll_id, scroll="2m").body
-    except NotFoundError:
-        return [] if _has(generation, "index-missing") else [_missing_index(generation.index)]
-    except AuthorizationException as error:
-        return [_refused(generation.index, error)]
-    except ApiError as error:
-        return [Finding("search-error", f"the search failed: {describe_api_error(error)}")]
-    finally:
-        if scroll_id is not None:
-            _clear_scroll(client, scroll_id)
+    hits, failed = _search(generation, lambda: fetch_legacy(client, generation.index, generation.request))
     generation.shown, findings = legacy_view(hits, target)
-    return findings
+    return failed + findings
 
 
 def _run_current(client: Elasticsearch, generation: Generation) -> list[Finding]:
+    hits, failed = _search(generation, lambda: fetch_current(client, generation.request))
+    generation.shown, findings = current_view(hits)
+    return failed + findings
+
+
+def _search(generation: Generation, fetch: Callable[[], list[Mapping[str, Any]]]) -> tuple[list[Any], list[Finding]]:
+    """The hits of a generation's search; or none, and the finding that says why."""
     from elasticsearch import ApiError, AuthorizationException, NotFoundError
 
-    body = generation.request["body"]
     try:
-        answer = client.search(index=CURRENT_INDEX, size=body["size"], query=body["query"], track_total_hits=True).body
+        return fetch(), []
     except NotFoundError:
-        return [] if _has(generation, "index-missing") else [_missing_index(CURRENT_INDEX)]
+        reported = any(f.code == "index-missing" for f in generation.findings)
+        return [], [] if reported else [missing_index_finding(generation.index)]
     except AuthorizationException as error:
-        return [_refused(CURRENT_INDEX, error)]
+        return [], [refused_finding(generation.index, error)]
     except ApiError as error:
-        return [Finding("search-error", f"the search failed: {describe_api_error(error)}")]
-    generation.shown, findings = current_view(answer.get("hits", {}).get("hits", []))
-    return findings
-
-
-def _clear_scroll(client: Elasticsearch, scroll_id: str) -> None:
-    from elasticsearch import ApiError
-
-    with contextlib.suppress(ApiError):  # OpenReplay never clears its scrolls; they expire after 2 minutes
-        client.clear_scroll(scroll_id=scroll_id)
-
-
-def _missing_index(index: str) -> Finding:
-    return Finding(
-        "index-missing",
-        f"the index `{index}` does not exist",
-        f"run `otel-openreplay es setup --index {index}`",
-    )
-
-
-def _refused(index: str, error: Any) -> Finding:
-    return Finding(
-        "privilege",
-        f"the search on `{index}` was refused: {describe_api_error(error)}",
-        f"give OpenReplay's key `read` on `{index}` (`otel-openreplay es api-key --for openreplay`)",
-    )
-
-
-def _has(generation: Generation, code: str) -> bool:
-    return any(f.code == code for f in generation.findings)
+        return [], [Finding("search-error", f"the search failed: {describe_api_error(error)}")]
 
 
 def _who(answer: Mapping[str, Any]) -> str | None:

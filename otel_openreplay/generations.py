@@ -6,19 +6,24 @@
 with ``match_phrase`` on ``message`` in the index ``logs`` and its log panel derives the level from
 ``level``. docs/DESIGN.md ("Facts about OpenReplay") is the source; keep these functions identical to it.
 
-Pure functions and data only: this module never talks to Elasticsearch (the doctor, :mod:`otel_openreplay.doctor`,
-runs these searches and reports). It never prints or logs anything.
+Pure functions and data, and the two fetches that send the searches as OpenReplay does (read-only; the
+doctor, :mod:`otel_openreplay.doctor`, turns their errors into findings and reports). Never writes to
+Elasticsearch, never prints or logs anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_openreplay.session import session_id_from_token, valid_session_id, valid_token
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 LEGACY = "1.20"
 """Name of the ≤ 1.20 generation (token poller) in reports."""
@@ -37,6 +42,9 @@ LEGACY_FIRST_POLL_SECONDS = 24 * 3600
 
 PAGE_SIZE = 1000
 """Hits per page, as both generations ask."""
+
+MAX_SCROLL_PAGES = 20
+"""Pages of ≤ 1.20's scroll read at most (20 000 records)."""
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _UI_LEVELS = ("error", "warning", "info", "debug")
@@ -123,6 +131,42 @@ def current_request(session_id: str) -> dict[str, Any]:
             "query": {"match_phrase": {"message": f"openReplaySession.id={session_id}"}},
         },
     }
+
+
+def fetch_legacy(client: Elasticsearch, index: str, request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The hits of ≤ 1.20's poll (``request``, from :func:`legacy_request`), paged through its scroll as
+    OpenReplay pages. Clears the scroll (OpenReplay does not); raises the client's errors."""
+    from elasticsearch import ApiError  # here: keep this module light
+
+    hits: list[Mapping[str, Any]] = []
+    scroll_id: str | None = None
+    try:
+        answer = client.search(
+            index=index,
+            query=request["body"]["query"],
+            size=PAGE_SIZE,
+            sort=request["params"]["sort"],
+            scroll=request["params"]["scroll"],
+        ).body
+        for _ in range(MAX_SCROLL_PAGES):
+            page = answer.get("hits", {}).get("hits", [])
+            scroll_id = answer.get("_scroll_id", scroll_id)
+            hits += page
+            if len(page) < PAGE_SIZE or scroll_id is None:
+                break
+            answer = client.scroll(scroll_id=scroll_id, scroll="2m").body
+    finally:
+        if scroll_id is not None:
+            with contextlib.suppress(ApiError):  # OpenReplay never clears its scrolls; they expire after 2 min
+                client.clear_scroll(scroll_id=scroll_id)
+    return hits
+
+
+def fetch_current(client: Elasticsearch, request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The hits of ≥ 1.21's read (``request``, from :func:`current_request`); raises the client's errors."""
+    body = request["body"]
+    answer = client.search(index=CURRENT_INDEX, size=body["size"], query=body["query"], track_total_hits=True).body
+    return list(answer.get("hits", {}).get("hits", []))
 
 
 # --- How OpenReplay reads the answers -------------------------------------------------------------
