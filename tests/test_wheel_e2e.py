@@ -38,7 +38,7 @@ from otel_openreplay.doctor import current_request, legacy_request
 from tests.stack import collector as collector_stack
 from tests.stack.fixtures import Accounts
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # build, two venvs, Elasticsearch, the collector: minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = metadata.version("otel-openreplay")
