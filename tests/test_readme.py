@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -14,31 +16,34 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-def test_manual_setup_snippet_runs_and_puts_the_processor_first() -> None:
-    """The `configure()` snippet, run as is, wires our processor ahead of the batch processor."""
-    (manual,) = [block for block in python_blocks() if "otel_openreplay.configure()" in block]
-    check = (
-        "\nfirst = provider._multi_log_record_processor._log_record_processors[0]\n"
-        "assert type(first).__name__ == 'OpenReplayLogProcessor', first\n"
-        "print('ok')\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", manual + check], capture_output=True, text=True, timeout=60, check=False
-    )
+@pytest.mark.parametrize(
+    ("marker", "prelude", "check"),
+    [
+        pytest.param(
+            "otel_openreplay.configure()",
+            "",
+            "first = provider._multi_log_record_processor._log_record_processors[0]\n"
+            "assert type(first).__name__ == 'OpenReplayLogProcessor', first\n",
+            id="configure-puts-the-processor-ahead-of-the-batch-processor",
+        ),
+        pytest.param(
+            "otel_openreplay.session(token=job",
+            "import logging, types, otel_openreplay\n"
+            "job = types.SimpleNamespace(openreplay_token='1bq7y3xsc6hdc.0.1dj3n1ak.sig')\n"
+            "ran = []\n"
+            "def process(job):\n"
+            "    assert otel_openreplay.current_session().id == str(int('1bq7y3xsc6hdc', 36))\n"
+            "    ran.append(job)\n",
+            "assert ran == [job], ran\n",
+            id="session-makes-the-job-token-current",
+        ),
+    ],
+)
+def test_snippet_runs_as_written(marker: str, prelude: str, check: str) -> None:
+    """The one README snippet containing ``marker``, unchanged between a prelude that gives it what it names
+    and a check of what it must have done, runs to the end in a fresh interpreter."""
+    (snippet,) = [block for block in python_blocks() if marker in block]
+    script = f"{prelude}{snippet}\n{check}print('ok')\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
-
-
-def test_session_snippet_runs() -> None:
-    """The `session()` snippet, with a job and a function to run, tags what is logged inside."""
-    (jobs,) = [block for block in python_blocks() if "otel_openreplay.session(token=job" in block]
-    prelude = (
-        "import logging, types, otel_openreplay\n"
-        "job = types.SimpleNamespace(openreplay_token='1bq7y3xsc6hdc.0.1dj3n1ak.sig')\n"
-        "def process(job):\n"
-        "    assert otel_openreplay.current_session().id == str(int('1bq7y3xsc6hdc', 36))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", prelude + jobs], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
