@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (commands ``es setup|api-key|check``, ``link``, ``check-cors``, ``collector``)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Elasticsearch tools for putting a service's backend errors on OpenReplay's replay.",
+        description="Put a service's backend errors on OpenReplay's replay: set up and check Elasticsearch, "
+        "print replay links, check the browser's CORS preflight, write the collector drop-in's files.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
