@@ -45,7 +45,9 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -232,7 +234,15 @@ def case_collector(stack: pipeline.Stack, case: str, index: str, workdir: Path) 
         running.remove()
 
 
-def run_case(stack: pipeline.Stack, case: str, rnd: int, bodies: Sequence[bytes], records: int, workdir: Path) -> dict:
+def run_case(
+    stack: pipeline.Stack,
+    case: str,
+    rnd: int,
+    bodies: Sequence[bytes],
+    records: int,
+    workdir: Path,
+    profile: Path | None = None,
+) -> dict:
     index = f"cpu-{case}-{rnd}"
     if case == "ours":
         stack.index(index)  # the project's template, as `otel-openreplay es setup` makes it
@@ -241,12 +251,23 @@ def run_case(stack: pipeline.Stack, case: str, rnd: int, bodies: Sequence[bytes]
     with case_collector(stack, case, index, workdir) as collector:
         time.sleep(0.5)  # start-up work (compaction, first GC) is not the records'
         load = os.getloadavg()[0]
+        perf = None
+        if profile is not None:  # Linux perf, sampling the collector during the measured window only
+            perf = subprocess.Popen(
+                ["perf", "record", "-F", "499", "-g", "-o", str(profile / f"{case}-{rnd}.data"), "-p", str(collector.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)
         cpu_before = pipeline.cpu_seconds(collector.pid)
         started = time.monotonic()
         send(collector.http_port, bodies)
         sent = time.monotonic()
         ended = pipeline.wait_indexed(stack, index, records)
         cpu = pipeline.cpu_seconds(collector.pid) - cpu_before
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(60)
         vmhwm = pipeline.status_kb(collector.pid, "VmHWM") if collector.pid else None
     found = stack.count(index)
     stack.admin.indices.delete(index=index)
@@ -309,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overlay", type=Path, action="append", default=[], help="config merged after ours")
     parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-min load is at most this")
     parser.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for --max-load at most")
+    parser.add_argument("--profile", type=Path, help="also record `perf record -g` of each run into this directory")
     parser.add_argument("--output", type=Path, default=RESULTS / "collector_cpu.json")
     args = parser.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
@@ -328,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 order = random.sample(cases, len(cases))
                 bodies = requests(args.records, f"r{rnd}")
                 for case in order:
-                    run = run_case(stack, case, rnd, bodies, args.records, Path(tmp))
+                    run = run_case(stack, case, rnd, bodies, args.records, Path(tmp), args.profile)
                     runs.append(run)
                     print(json.dumps(run), file=sys.stderr, flush=True)
     finally:
