@@ -142,7 +142,8 @@ def _token(session_id: int) -> str:
 
 def _stack_trace(n: int) -> str:
     frames = "".join(
-        f'  File "/srv/app/shop/checkout/step_{i}.py", line {100 + i}, in handle_{i}\n    result = next_step(order, card)\n'
+        f'  File "/srv/app/shop/checkout/step_{i}.py", line {100 + i}, in handle_{i}\n'
+        "    result = next_step(order, card)\n"
         for i in range(18)
     )
     text = f"Traceback (most recent call last):\n{frames}TimeoutError: upstream timed out after 30 s (order {n})\n"
@@ -186,7 +187,9 @@ def requests(records: int, tag: str) -> list[bytes]:
         request = ExportLogsServiceRequest(
             resource_logs=[
                 ResourceLogs(
-                    resource=Resource(attributes=[attr("service.name", "checkout"), attr("telemetry.sdk.language", "python")]),
+                    resource=Resource(
+                        attributes=[attr("service.name", "checkout"), attr("telemetry.sdk.language", "python")]
+                    ),
                     scope_logs=[ScopeLogs(scope=InstrumentationScope(name="shop.checkout"), log_records=logs)],
                 )
             ]
@@ -254,7 +257,17 @@ def run_case(
         perf = None
         if profile is not None:  # Linux perf, sampling the collector during the measured window only
             perf = subprocess.Popen(
-                ["perf", "record", "-F", "499", "-g", "-o", str(profile / f"{case}-{rnd}.data"), "-p", str(collector.pid)],
+                [
+                    "perf",
+                    "record",
+                    "-F",
+                    "1999",
+                    "-g",
+                    "-o",
+                    str(profile / f"{case}-{rnd}.data"),
+                    "-p",
+                    str(collector.pid),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -359,8 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "load_at_start": started_load},
-        "settings": {"records": args.records, "batch": BATCH, "sessions": SESSIONS, "rounds": args.rounds,
-                     "overlays": [str(p) for p in args.overlay]},
+        "settings": {
+            "records": args.records,
+            "batch": BATCH,
+            "sessions": SESSIONS,
+            "rounds": args.rounds,
+            "overlays": [str(p) for p in args.overlay],
+        },
         "summary": summary,
         "runs": runs,
     }
@@ -369,7 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'case':<12} {'µs CPU/record':>14} {'min-max':>14} {'records/s':>10} {'missing':>8}")
     for case, row in summary["cases"].items():
         low, high = row["cpu_us_min_max"]
-        print(f"{case:<12} {row['cpu_us_per_record']:>14.1f} {f'{low}-{high}':>14} {row['records_per_s']:>10,} {row['missing']:>8}")
+        span = f"{low}-{high}"
+        print(
+            f"{case:<12} {row['cpu_us_per_record']:>14.1f} {span:>14} {row['records_per_s']:>10,} {row['missing']:>8}"
+        )
     for name, ratio in summary["ratios"].items():
         print(f"{name}: median of per-round ratios {ratio['median']} (min-max {ratio['min_max']})")
     print(f"target {summary['target']}: {'PASS' if summary['met'] else 'FAIL'}")

@@ -7,9 +7,9 @@ that survives :meth:`Collector.restart` and :meth:`Collector.kill`. :func:`valid
 ``otelcol validate``. :func:`cli` is ``python -m tests.stack collector build|validate``.
 
 What it must never do: listen on anything but 127.0.0.1; use a queue directory it did not create (never
-the config's default under /var/lib); pass the caller's own ``OPENREPLAY_*`` / ``ELASTICSEARCH_URL`` / ``OTEL_OPENREPLAY_REPLAY_URL``
-variables to the collector (only the env it is given); print or log a password or API key; signal a
-process it did not start. It is test tooling: nothing under ``otel_openreplay`` may import it.
+the config's default under /var/lib); pass the caller's own ``OPENREPLAY_*`` / ``ELASTICSEARCH_URL`` /
+``OTEL_OPENREPLAY_REPLAY_URL`` variables to the collector (only the env it is given); print or log a password
+or API key; signal a process it did not start. It is test tooling: nothing under ``otel_openreplay`` may import it.
 
 Typical use::
 
@@ -104,7 +104,8 @@ def _configs(config: PathLike | Sequence[PathLike]) -> list[Path]:
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The process environment minus the caller's OPENREPLAY_* (and ELASTICSEARCH_URL, OTEL_OPENREPLAY_REPLAY_URL), plus ``env``."""
+    """The process environment minus the caller's OPENREPLAY_* (and ELASTICSEARCH_URL, OTEL_OPENREPLAY_REPLAY_URL),
+    plus ``env``."""
     clean = {name: value for name, value in os.environ.items() if not _LEAKY_ENV.match(name)}
     clean.update(env or {})
     return clean
