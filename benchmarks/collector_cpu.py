@@ -28,7 +28,9 @@ Records: ``--records`` (20,000) error records carrying only ``openReplaySessionT
 
 Run::
 
-    .venv/bin/python benchmarks/collector_cpu.py [--rounds 5] [--records 20000] [--overlay variant.yaml]
+    .venv/bin/python benchmarks/collector_cpu.py [--rounds 5] [--records 20000]
+    .venv/bin/python benchmarks/collector_cpu.py --variant benchmarks/collector-transform-flat.yaml  # + a variant
+    .venv/bin/python benchmarks/collector_cpu.py --cases ours --profile /tmp/prof   # + perf record per run
 
 What it must never do: use an Elasticsearch or collector it did not start (it starts its own and removes them,
 also on Ctrl-C); assert anything (it reports; the tests assert); hide a missing document (found counts are in
@@ -62,7 +64,7 @@ sys.path.insert(0, str(REPO))
 import pipeline  # noqa: E402  (benchmarks/pipeline.py: the Elasticsearch stack and /proc readers)
 
 RESULTS = REPO / "benchmarks" / "results"
-CASES = ("ours", "stock")
+CASES = ("ours", "stock", "variant")
 TARGET = 1.5
 """ours ÷ stock, CPU per record, at most."""
 BATCH = 512
@@ -216,7 +218,9 @@ def send(port: int, bodies: Sequence[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def case_collector(stack: pipeline.Stack, case: str, index: str, workdir: Path) -> Iterator[Any]:
+def case_collector(
+    stack: pipeline.Stack, case: str, index: str, workdir: Path, variant: Path | None = None
+) -> Iterator[Any]:
     env = {
         "OPENREPLAY_ES_URL": stack.node.url,
         "OPENREPLAY_ES_USER": stack.node.user,
@@ -225,6 +229,8 @@ def case_collector(stack: pipeline.Stack, case: str, index: str, workdir: Path) 
     }
     if case == "ours":
         configs = [stack.collectors.CONFIG, *stack.overlays]
+    elif case == "variant" and variant is not None:
+        configs = [stack.collectors.CONFIG, *stack.overlays, variant]
     else:
         config = workdir / f"{case}.yaml"
         config.write_text(STOCK_CONFIG)
@@ -245,13 +251,14 @@ def run_case(
     records: int,
     workdir: Path,
     profile: Path | None = None,
+    variant: Path | None = None,
 ) -> dict:
     index = f"cpu-{case}-{rnd}"
-    if case == "ours":
+    if case in ("ours", "variant"):
         stack.index(index)  # the project's template, as `otel-openreplay es setup` makes it
     else:
         stack.admin.indices.create(index=index)  # plain, dynamic mapping
-    with case_collector(stack, case, index, workdir) as collector:
+    with case_collector(stack, case, index, workdir, variant) as collector:
         time.sleep(0.5)  # start-up work (compaction, first GC) is not the records'
         load = os.getloadavg()[0]
         perf = None
@@ -314,15 +321,15 @@ def summarise(runs: Sequence[dict], warmup: int) -> dict[str, Any]:
             "missing": sum(r["records"] - r["found"] for r in mine),
         }
     ratios: dict[str, Any] = {}
-    for base in CASES[1:]:
+    for top, base in (("ours", "stock"), ("variant", "stock"), ("ours", "variant")):
         values = []
         for rnd in rounds:
-            ours = [r for r in counted if r["round"] == rnd and r["case"] == "ours"]
+            mine = [r for r in counted if r["round"] == rnd and r["case"] == top]
             other = [r for r in counted if r["round"] == rnd and r["case"] == base]
-            if ours and other:
-                values.append(ours[0]["cpu_us_per_record"] / other[0]["cpu_us_per_record"])
+            if mine and other:
+                values.append(mine[0]["cpu_us_per_record"] / other[0]["cpu_us_per_record"])
         if values:
-            ratios[f"ours/{base}"] = {
+            ratios[f"{top}/{base}"] = {
                 "median": round(statistics.median(values), 2),
                 "min_max": [round(min(values), 2), round(max(values), 2)],
             }
@@ -339,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="counted rounds (after one warm-up round)")
     parser.add_argument("--records", type=int, default=20_000)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
+    parser.add_argument("--cases", default="ours,stock", help="comma-separated subset of " + ",".join(CASES))
+    parser.add_argument("--variant", type=Path, help="case `variant`: ours with this config merged over it")
     parser.add_argument("--overlay", type=Path, action="append", default=[], help="config merged after ours")
     parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-min load is at most this")
     parser.add_argument("--max-wait", type=float, default=300.0, help="seconds to wait for --max-load at most")
@@ -350,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    if args.variant is not None and "variant" not in cases:
+        cases.append("variant")
+    if "variant" in cases and args.variant is None:
+        parser.error("case `variant` needs --variant PATH")
 
     waited = time.monotonic()
     while os.getloadavg()[0] > args.max_load and time.monotonic() - waited < args.max_wait:
@@ -363,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 order = random.sample(cases, len(cases))
                 bodies = requests(args.records, f"r{rnd}")
                 for case in order:
-                    run = run_case(stack, case, rnd, bodies, args.records, Path(tmp), args.profile)
+                    run = run_case(stack, case, rnd, bodies, args.records, Path(tmp), args.profile, args.variant)
                     runs.append(run)
                     print(json.dumps(run), file=sys.stderr, flush=True)
     finally:
@@ -372,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "load_at_start": started_load},
+        "variant": str(args.variant) if args.variant else None,
         "settings": {
             "records": args.records,
             "batch": BATCH,
