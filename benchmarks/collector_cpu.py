@@ -69,6 +69,7 @@ TARGET = 1.5
 """ours ÷ stock, CPU per record, at most."""
 BATCH = 512
 SESSIONS = 50
+PROFILE_HZ = 1999
 
 STOCK_CONFIG = """\
 # The stock pipeline: OTLP receiver -> Elasticsearch exporter with its defaults, and the same persistent
@@ -268,7 +269,7 @@ def run_case(
                     "perf",
                     "record",
                     "-F",
-                    "1999",
+                    str(PROFILE_HZ),
                     "-g",
                     "-o",
                     str(profile / f"{case}-{rnd}.data"),
@@ -291,7 +292,9 @@ def run_case(
         vmhwm = pipeline.status_kb(collector.pid, "VmHWM") if collector.pid else None
     found = stack.count(index)
     stack.admin.indices.delete(index=index)
+    parts = profile_parts(profile / f"{case}-{rnd}.data", stack.binary, records) if profile else None
     return {
+        "profile_us_per_record": parts,
         "case": case,
         "round": rnd,
         "records": records,
@@ -303,6 +306,59 @@ def run_case(
         "collector_vmhwm_mb": round(vmhwm / 1024, 1) if vmhwm else None,
         "load_before": round(load, 2),
     }
+
+
+PROFILE_PARTS = {
+    "transform (OTTL)": r"transformprocessor/.*\(\*Processor\)\.ProcessLogs$",
+    "filter": r"filterprocessor\.\(\*filterLogProcessor\)\.processLogs$",
+    "GC (background mark)": r"^runtime\.gcBgMarkWorker$",
+    "allocation (mallocgc, anywhere)": r"^runtime\.mallocgc$",
+    "persistent queue: bbolt write + fsync": r"^go\.etcd\.io/bbolt\.\(\*DB\)\.Update$",
+    "persistent queue: encode / decode batches": r"queuebatch\.\(\*logsEncoding\)\.(Marshal|Unmarshal)$",
+    "Elasticsearch exporter": r"elasticsearchexporter\.\(\*elasticsearchExporter\)\.pushLogsData$",
+    "OTLP decode": r"otlpreceiver\.\(\*protoEncoder\)\.unmarshalLogsRequest$",
+    "kernel (syscalls: fsync, network)": r"^\[kernel\]$",
+}
+
+
+def profile_parts(data: Path, binary: Path, records: int) -> dict[str, float]:
+    """µs per record in each part of a ``perf record -g`` profile (inclusive; parts overlap).
+
+    The binary is stripped, but Go keeps its line table: ``go tool addr2line`` names the frames (perf reports
+    offsets into the file; the text is mapped at 0x400000).
+    """
+    import re
+    import shutil
+
+    if shutil.which("perf") is None or shutil.which("go") is None:
+        return {}
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,dso"], capture_output=True, text=True)
+    samples: list[list[tuple[int, bool]]] = [[]]
+    for line in script.stdout.splitlines():
+        address, _, dso = line.strip().partition(" ")
+        if not address:
+            samples.append([])
+            continue
+        samples[-1].append((int(address, 16), binary.name in dso))
+    samples = [sample for sample in samples if sample]
+    addresses = sorted({address + 0x400000 for sample in samples for address, own in sample if own})
+    named = subprocess.run(
+        ["go", "tool", "addr2line", str(binary)],
+        input="".join(f"{address:#x}\n" for address in addresses),
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    names = {address: named[2 * i] for i, address in enumerate(addresses) if 2 * i < len(named)}
+    counts = dict.fromkeys(PROFILE_PARTS, 0)
+    for sample in samples:
+        frames = {names.get(address + 0x400000, "?") if own else "[kernel]" for address, own in sample}
+        for part, pattern in PROFILE_PARTS.items():
+            if any(re.search(pattern, frame) for frame in frames):
+                counts[part] += 1
+    period_us = 1e6 / PROFILE_HZ
+    parts = {part: round(count * period_us / records, 1) for part, count in counts.items()}
+    parts["all samples"] = round(len(samples) * period_us / records, 1)
+    return parts
 
 
 def summarise(runs: Sequence[dict], warmup: int) -> dict[str, Any]:
@@ -358,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    args.overlay = [path.resolve() for path in args.overlay]  # the collector runs in another directory
+    args.variant = args.variant.resolve() if args.variant else None
     if args.variant is not None and "variant" not in cases:
         cases.append("variant")
     if "variant" in cases and args.variant is None:
@@ -384,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "load_at_start": started_load},
-        "variant": str(args.variant) if args.variant else None,
+        "variant": str(args.variant.relative_to(REPO))
+        if args.variant and args.variant.is_relative_to(REPO)
+        else (str(args.variant) if args.variant else None),
         "settings": {
             "records": args.records,
             "batch": BATCH,
