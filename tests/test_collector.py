@@ -614,3 +614,132 @@ def test_sigkill_while_queued_loses_and_duplicates_nothing(binary: Path) -> None
         finally:
             collector.remove()
     assert sorted(messages) == ["before the outage"] + [f"queued {n:02d}" for n in range(count)]
+
+
+# --- the replay link (openReplaySession.url) -------------------------------------------------------
+
+REPLAY_BASE = "https://openreplay.example.com/3"
+FLAKE_EPOCH_MS = 1_550_000_000_000
+
+
+def flake_id(start_ms: int, shard: int = 7, seq: int = 1) -> str:
+    """A session id as OpenReplay makes them: (start - 1550000000000) << 24 | shard << 8 | seq."""
+    return str((start_ms - FLAKE_EPOCH_MS) << 24 | shard << 8 | seq)
+
+
+def _b36(number: int) -> str:
+    digits, out = "0123456789abcdefghijklmnopqrstuvwxyz", ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if number == 0:
+            return out
+
+
+def _epoch_ms(rfc3339: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _jumpto(url: str) -> int:
+    match = re.fullmatch(r".+\?jumpto=([0-9]+)", url)
+    assert match, url
+    return int(match.group(1))
+
+
+@pytest.mark.e2e
+def test_replay_link_with_the_variable_set(binary: Path, accounts: Accounts, reader: Elasticsearch) -> None:
+    """OTEL_OPENREPLAY_REPLAY_URL set: every document with a session links to its replay, at the record's
+    moment (jumpto = the record's time minus the start encoded in the flake id) when that is 0 to 24 h."""
+    now_ms = int(time.time() * 1000)
+    recent = flake_id(now_ms - 90_000)  # started 90 s ago
+    derived = (now_ms - 600_000 - FLAKE_EPOCH_MS) << 24 | 3 << 8  # started 10 min ago, only in a token
+    token = f"{_b36(derived)}.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
+    cases = {
+        "recent session": {"openReplaySession.id": recent},
+        "recent session as an int": {"openReplaySession.id": int(recent)},
+        "token only": {"openReplaySessionToken": token},
+        "ignores a sent link": {
+            "openReplaySession.id": recent,
+            "openReplaySession.url": "https://evil.example/session/1",
+        },
+        "starts after the record": {"openReplaySession.id": flake_id(now_ms + 3_600_000)},
+        "started two days ago": {"openReplaySession.id": flake_id(now_ms - 2 * 86_400_000)},
+        "not a flake id": {"openReplaySession.id": "42"},
+        "beyond int64": {"openReplaySession.id": "18446744073709551615"},
+        "no session": {},
+    }
+    env = {**accounts.basic_env(), "OTEL_OPENREPLAY_REPLAY_URL": REPLAY_BASE + "/"}  # trailing / is dropped
+    with stack.Collector(stack.CONFIG, env, binary=binary) as collector, sending(collector) as sender:
+        sent_ms = {}
+        for message, attributes in cases.items():
+            sent_ms[message] = int(time.time() * 1000)
+            sender.emit(message, attributes=attributes)
+        service = sender.service
+        hits = wait_for_hits(reader, service, len(cases))
+    docs = {hit["_source"]["message"].rpartition("] ")[2]: layout.expand_dotted(hit["_source"]) for hit in hits}
+    assert set(docs) == set(cases)
+
+    def link(message: str) -> str:
+        return str(docs[message]["openReplaySession"]["url"])
+
+    for message in ("recent session", "recent session as an int", "ignores a sent link", "token only"):
+        doc = docs[message]
+        session = doc["openReplaySession"]["id"]
+        start = (int(session) >> 24) + FLAKE_EPOCH_MS
+        assert link(message).startswith(f"{REPLAY_BASE}/session/{session}?jumpto="), message
+        jumpto = _jumpto(link(message))
+        assert jumpto == _epoch_ms(doc["@timestamp"]) - start, message  # the document's own time
+        assert abs(jumpto - (sent_ms[message] - start)) <= 1000, message  # the moment it was logged
+    assert docs["token only"]["openReplaySession"]["id"] == str(derived)
+    for message in ("starts after the record", "started two days ago", "not a flake id", "beyond int64"):
+        session = docs[message]["openReplaySession"]["id"]
+        assert link(message) == f"{REPLAY_BASE}/session/{session}", message
+    assert "openReplaySession" not in docs["no session"]
+    assert not any("/session/" in hit["_source"]["message"] for hit in hits)  # never in the prefix
+
+
+@pytest.mark.e2e
+def test_replay_link_without_the_variable(es_collector: stack.Collector, reader: Elasticsearch) -> None:
+    """OTEL_OPENREPLAY_REPLAY_URL unset: no link is made; a link the service sent is kept only if it is a
+    replay link (http/https, /session/<this document's session id>, optional jumpto)."""
+    session = flake_id(int(time.time() * 1000) - 60_000)
+    own = f"{REPLAY_BASE}/session/{session}?jumpto=60000"
+    cases = {
+        "valid link": ({"openReplaySession.id": session, "openReplaySession.url": own}, own),
+        "valid link without jumpto": (
+            {"openReplaySession.id": session, "openReplaySession.url": f"http://or.local:8080/1/session/{session}"},
+            f"http://or.local:8080/1/session/{session}",
+        ),
+        "another session's link": (
+            {"openReplaySession.id": session, "openReplaySession.url": f"{REPLAY_BASE}/session/1{session}"},
+            None,
+        ),
+        "not http": (
+            {"openReplaySession.id": session, "openReplaySession.url": f"javascript:x/session/{session}"},
+            None,
+        ),
+        "a quote in it": (
+            {"openReplaySession.id": session, "openReplaySession.url": f'https://a"b/session/{session}'},
+            None,
+        ),
+        "text after it": (
+            {"openReplaySession.id": session, "openReplaySession.url": f"{own} [openReplaySessionToken=evil]"},
+            None,
+        ),
+        "session without a link": ({"openReplaySession.id": session}, None),
+        "link without a session": ({"openReplaySession.url": own}, None),
+    }
+    with sending(es_collector) as sender:
+        for message, (attributes, _) in cases.items():
+            sender.emit(message, attributes=attributes)
+        service = sender.service
+    hits = wait_for_hits(reader, service, len(cases))
+    docs = {hit["_source"]["message"].rpartition("] ")[2]: layout.expand_dotted(hit["_source"]) for hit in hits}
+    assert set(docs) == set(cases)
+    for message, (_, expected) in cases.items():
+        assert docs[message].get("openReplaySession", {}).get("url") == expected, message
+    assert docs["session without a link"]["openReplaySession"] == {"id": session}
+    assert "openReplaySession" not in docs["link without a session"]
+    assert not any("evil" in hit["_source"]["message"] for hit in hits)

@@ -7,9 +7,9 @@ that survives :meth:`Collector.restart` and :meth:`Collector.kill`. :func:`valid
 ``otelcol validate``. :func:`cli` is ``python -m tests.stack collector build|validate``.
 
 What it must never do: listen on anything but 127.0.0.1; use a queue directory it did not create (never
-the config's default under /var/lib); pass the caller's own ``OPENREPLAY_*`` / ``ELASTICSEARCH_URL``
-variables to the collector (only the env it is given); print or log a password or API key; signal a
-process it did not start. It is test tooling: nothing under ``otel_openreplay`` may import it.
+the config's default under /var/lib); pass the caller's own ``OPENREPLAY_*`` / ``ELASTICSEARCH_URL`` /
+``OTEL_OPENREPLAY_REPLAY_URL`` variables to the collector (only the env it is given); print or log a password
+or API key; signal a process it did not start. It is test tooling: nothing under ``otel_openreplay`` may import it.
 
 Typical use::
 
@@ -47,7 +47,7 @@ CONFIG = COLLECTOR_DIR / "otelcol-openreplay.yaml"
 DEBUG_OVERLAY = REPO / "tests" / "fixtures" / "collector" / "debug-exporter.yaml"
 """Overlay for :data:`CONFIG`: documents go to the debug exporter (the collector's log) instead of ES."""
 
-_LEAKY_ENV = re.compile(r"^(OPENREPLAY_|ELASTICSEARCH_URL$)")
+_LEAKY_ENV = re.compile(r"^(OPENREPLAY_|OTEL_OPENREPLAY_REPLAY_URL$|ELASTICSEARCH_URL$)")
 """Caller variables never passed through: they would silently change what the config does."""
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 _SECRET_NAMES = re.compile(r"PASSWORD|API_KEY|SECRET|TOKEN", re.IGNORECASE)
@@ -103,7 +103,8 @@ def _configs(config: PathLike | Sequence[PathLike]) -> list[Path]:
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The process environment minus the caller's OPENREPLAY_* (and ELASTICSEARCH_URL), plus ``env``."""
+    """The process environment minus the caller's OPENREPLAY_* (and ELASTICSEARCH_URL, OTEL_OPENREPLAY_REPLAY_URL),
+    plus ``env``."""
     clean = {name: value for name, value in os.environ.items() if not _LEAKY_ENV.match(name)}
     clean.update(env or {})
     return clean
