@@ -13,6 +13,7 @@ import contextlib
 import io
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,22 +22,25 @@ from elasticsearch import Elasticsearch
 from otel_openreplay import cli
 from otel_openreplay.cors import TRACKER_HEADER, CorsExit, check
 from otel_openreplay.doctor import LEGACY_TOKEN_RE, legacy_request
+from otel_openreplay.replay import session_start_ms
 from tests.apps import App
 from tests.stack import collector as collector_stack
 from tests.stack.browser import Browser, FrontendServer, RecordingAPI
 from tests.stack.fixtures import Accounts
-from tests.stack.ingest import StandInIngest, session_start_ms
+from tests.stack.ingest import StandInIngest
 from tests.test_pipeline_e2e import assert_contract, search, wait_for
 
 pytestmark = pytest.mark.e2e
 
 PROJECT_KEY = "shop-project-key"
+REPLAY_URL = "https://openreplay.example.com/3"
+"""The dashboard the collector (and, in TestReplayLinkDirect, the app) builds replay links for."""
 HEADER = TRACKER_HEADER.lower()  # names as the servers below record them
 
 START = "const shop = await import(arguments[0]); const session = await shop.session;"
 PAY_BOTH = START + (
-    "const failed = (e) => ({error: e.message});"
-    "return {session, fetch: await shop.pay().catch(failed), xhr: await shop.payLegacy()};"
+    "const failed = (e) => ({error: e.message}); const sentAt = Date.now();"
+    "return {session, sentAt, fetch: await shop.pay().catch(failed), xhr: await shop.payLegacy()};"
 )
 
 
@@ -55,7 +59,8 @@ def frontend(tracker_modules: Path, ingest: StandInIngest) -> Iterator[FrontendS
 
 @pytest.fixture(scope="module")
 def collector(collector_binary: Path, accounts: Accounts) -> Iterator[collector_stack.Collector]:
-    with collector_stack.Collector(collector_stack.CONFIG, accounts.basic_env(), binary=collector_binary) as running:
+    env = {**accounts.basic_env(), "OTEL_OPENREPLAY_REPLAY_URL": REPLAY_URL}  # documents carry replay links
+    with collector_stack.Collector(collector_stack.CONFIG, env, binary=collector_binary) as running:
         yield running
 
 
@@ -92,6 +97,23 @@ def open_shop(browser: Browser, frontend: FrontendServer, api_url: str, **config
     browser.run("sessionStorage.clear(); localStorage.clear();")
     browser.open(f"{frontend.origin}/index.html")
     return f"{frontend.origin}/shop.js"
+
+
+def assert_replay_links(docs: list[dict], ingest: StandInIngest, session_id: str, sent_at_ms: int) -> None:
+    """Each document links to its replay, opened within a second of when the page made the call.
+
+    The session's start is the ``startTimestamp`` the tracker was answered; the link's ``jumpto`` is the
+    document's own time minus that start, and the page's clock put the call at the same offset.
+    """
+    (start,) = [s.reply["startTimestamp"] for s in ingest.log.started if s.reply["sessionID"] == session_id]
+    assert session_start_ms(int(session_id)) == start
+    for doc in docs:
+        base, _, jumpto = doc["openReplaySession"]["url"].partition("?jumpto=")
+        assert base == f"{REPLAY_URL}/session/{session_id}"
+        doc_ms = int(datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00")).timestamp() * 1000)
+        assert abs(int(jumpto) - (doc_ms - start)) <= 1
+        assert abs(int(jumpto) - (sent_at_ms - start)) < 1000
+        assert REPLAY_URL not in doc["message"]  # never in the prefix OpenReplay searches
 
 
 def cors_errors(browser: Browser) -> list[str]:
@@ -137,6 +159,7 @@ class TestFromTheBrowserToTheReplay:
         assert len(declined) == 2  # the fetch and the XHR
         (crash,) = [d for d in docs if d not in declined]
         assert crash["error"]["type"] == "RuntimeError"
+        assert_replay_links(docs, ingest, session_id, result["sentAt"])
         legacy = search(reader, legacy_request("logs", int((time.time() - 3600) * 1000)))
         mine = [d for d in legacy if d.get("openReplaySessionToken") == token]
         assert len(mine) == 3
@@ -163,6 +186,35 @@ class TestFromTheBrowserToTheReplay:
         code, out = run_check_cors(f"{app.url}/checkout", frontend.origin)
         assert code == 0, out
         assert f"allowed: the browser sends {TRACKER_HEADER}" in out
+
+
+class TestReplayLinkDirect:
+    def test_the_python_exporter_writes_the_same_link(
+        self,
+        browser: Browser,
+        frontend: FrontendServer,
+        ingest: StandInIngest,
+        accounts: Accounts,
+        reader: Elasticsearch,
+    ) -> None:
+        """No collector: the app writes the documents itself, each with its replay link opened at the error."""
+        env = {
+            **accounts.basic_env(),
+            "OTEL_LOGS_EXPORTER": "openreplay_elasticsearch",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_OPENREPLAY_REPLAY_URL": REPLAY_URL,
+            "SHOP_FRONTEND_ORIGINS": frontend.origin,
+        }
+        with App("flask", env) as app:
+            shop = open_shop(browser, frontend, app.url)
+            result = browser.run(PAY_BOTH, shop)
+            session_id = result["session"]["sessionID"]
+            assert (result["fetch"], result["xhr"]) == (402, 402)
+            docs = wait_for(reader, session_id, 2)
+        assert len(docs) == 2
+        for doc in docs:
+            assert_contract(doc, service="flask-shop", token=result["session"]["sessionToken"], session_id=session_id)
+        assert_replay_links(docs, ingest, session_id, result["sentAt"])
 
 
 class TestTokenUrlMatcher:
