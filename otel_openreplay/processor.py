@@ -13,27 +13,64 @@ It must run BEFORE the export processors of its ``LoggerProvider``: ``BatchLogRe
 copies the record when it is emitted, so a body changed after it is lost. :func:`configure` and the
 instrumentor put it first. It runs on every record in the application's own thread: it is short,
 allocates only for records that have a session, and never raises.
+
+Speed: what a record of a session gets is worked out once per session and processor settings (a
+:class:`Tag`, kept in :attr:`Session.derived`), so the per-record work is one context look-up, the
+attribute writes and the prefix — within a few hundred nanoseconds of a processor that writes values
+known in advance (``benchmarks/overhead.py``). To write one more per-session value, give :class:`Tag`
+the pair in :func:`tag_for` and put its setting into the processor's ``_tag_key``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.context import Context
+from opentelemetry import baggage
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk._logs import LogRecordProcessor
 
 from otel_openreplay.session import (
+    CONTEXT_KEY,
     SESSION_ID_KEY,
     TOKEN_KEY,
     Session,
     apply_prefix,
-    current_session,
     prefix_for,
 )
 from otel_openreplay.settings import Settings
 
 _logger = logging.getLogger(__name__)
+
+_SESSION_KEYS = frozenset((TOKEN_KEY, SESSION_ID_KEY))
+_PREFIX_MARK = "[openReplaySession"
+"""Where both prefix parts begin: a body that does not start with it cannot carry one already."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """What every record of one session gets, under one processor's settings."""
+
+    attributes: tuple[tuple[str, str], ...]
+    """The attributes to set, in order."""
+    absent: tuple[str, ...]
+    """Session attributes the session has no valid value for: removed if a record carries them."""
+    prefix: str
+    """The body prefix ("" for none)."""
+
+
+def tag_for(found: Session, *, token_part: bool = True, id_part: bool = True) -> Tag:
+    """The :class:`Tag` of ``found``: its attributes, the ones it lacks, its prefix."""
+    attributes: list[tuple[str, str]] = []
+    absent: list[str] = []
+    for key, value in ((TOKEN_KEY, found.token), (SESSION_ID_KEY, found.id)):
+        if value is not None:
+            attributes.append((key, value))
+        else:
+            absent.append(key)  # an invalid value from `extra=` never leaves the process
+    prefix = prefix_for(found, token=token_part, session_id=id_part) if token_part or id_part else ""
+    return Tag(tuple(attributes), tuple(absent), prefix)
 
 
 class OpenReplayLogProcessor(LogRecordProcessor):
@@ -47,14 +84,33 @@ class OpenReplayLogProcessor(LogRecordProcessor):
         settings = settings or Settings.from_env()
         self._token_part = "token" in settings.prefix
         self._id_part = "id" in settings.prefix
+        # Names this processor's settings in Session.derived: every setting tag_for reads is in it.
+        self._tag_key = f"{__name__}:token={self._token_part}:id={self._id_part}"
 
     def on_emit(self, log_record: Any) -> None:
         """Set the session attributes and the prefix on ``log_record`` (a ``ReadWriteLogRecord``)."""
         try:
             record = log_record.log_record
-            found = session_of(record)
-            if found is not None:
-                tag(record, found, token_part=self._token_part, id_part=self._id_part)
+            ctx: Context | None = record.context
+            found = (ctx if ctx is not None else get_current()).get(CONTEXT_KEY)
+            if found is None:
+                found = _session_elsewhere(record, ctx)
+                if found is None:
+                    return
+            tag = found.derived.get(self._tag_key)
+            if tag is None:
+                tag = found.derived[self._tag_key] = tag_for(found, token_part=self._token_part, id_part=self._id_part)
+            attributes = record.attributes
+            for key, value in tag.attributes:
+                attributes[key] = value
+            if tag.absent:
+                _remove(attributes, tag.absent)
+            body = record.body
+            if tag.prefix and isinstance(body, str):
+                if body.startswith(_PREFIX_MARK):  # it may carry (part of) a prefix already
+                    record.body = apply_prefix(body, tag.prefix)
+                else:
+                    record.body = tag.prefix + body
         except Exception:  # the application's logging call must never fail because of us
             _logger.debug("otel-openreplay: could not tag a log record", exc_info=True)
 
@@ -66,32 +122,23 @@ class OpenReplayLogProcessor(LogRecordProcessor):
         return True
 
 
-def session_of(record: Any) -> Session | None:
-    """The session of an SDK ``LogRecord``: its context's, else its (validated) attributes'."""
-    ctx: Context | None = getattr(record, "context", None)  # None on SDKs before 1.35: current context
-    found = current_session(ctx)
-    if found is not None:
-        return found
-    attributes = record.attributes
-    if attributes:
-        token = attributes.get(TOKEN_KEY)
-        session_id = attributes.get(SESSION_ID_KEY)
+def _remove(attributes: Any, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in attributes:
+            del attributes[key]
+
+
+def _session_elsewhere(record: Any, ctx: Context | None) -> Session | None:
+    """A session not put into the context by this package: W3C baggage, else the record's attributes."""
+    entries = baggage.get_all(ctx)
+    if entries:
+        token = entries.get(TOKEN_KEY)
+        session_id = entries.get(SESSION_ID_KEY)
         if token is not None or session_id is not None:
-            return Session.of(token, session_id)
-    return None
-
-
-def tag(record: Any, found: Session, *, token_part: bool = True, id_part: bool = True) -> None:
-    """Write ``found`` into ``record``'s attributes and, for a string body, its prefix."""
+            found = Session.of(token, session_id)  # a client can set baggage directly: validate it
+            if found is not None:
+                return found
     attributes = record.attributes
-    if found.token is not None:
-        attributes[TOKEN_KEY] = found.token
-    elif TOKEN_KEY in attributes:
-        del attributes[TOKEN_KEY]  # an invalid value from `extra=` never leaves the process
-    if found.id is not None:
-        attributes[SESSION_ID_KEY] = found.id
-    elif SESSION_ID_KEY in attributes:
-        del attributes[SESSION_ID_KEY]
-    body = record.body
-    if isinstance(body, str) and (token_part or id_part):
-        record.body = apply_prefix(body, prefix_for(found, token=token_part, session_id=id_part))
+    if attributes and not _SESSION_KEYS.isdisjoint(attributes):
+        return Session.of(attributes.get(TOKEN_KEY), attributes.get(SESSION_ID_KEY))
+    return None

@@ -64,6 +64,9 @@ class OpenReplayPropagator(TextMapPropagator):
         self._wsgi_id_keys = tuple(_wsgi_key(name) for name in settings.session_id_headers)
         self._asgi_token_names = frozenset(name.lower().encode("latin-1") for name in settings.token_headers)
         self._asgi_id_names = frozenset(name.lower().encode("latin-1") for name in settings.session_id_headers)
+        self._asgi_names = self._asgi_token_names | self._asgi_id_names
+        self._plain_names = frozenset(self._token_headers_any_case + self._id_headers_any_case)
+        self._propagate = settings.propagate
 
     def extract(
         self,
@@ -71,40 +74,62 @@ class OpenReplayPropagator(TextMapPropagator):
         context: Context | None = None,
         getter: Getter[CarrierT] = default_getter,
     ) -> Context:
-        """Return ``context`` with the request's session, or the existing one moved per ``propagate``."""
+        """Return ``context`` with the request's session, or the existing one moved per ``propagate``.
+
+        It runs for every server request, so the carriers of the WSGI and ASGI instrumentations and
+        plain dicts read through ``DefaultGetter`` are read in one cheap pass with the getter's
+        exact semantics, and a request without a session header costs a few look-ups; any other
+        getter is asked name by name.
+        """
         try:
-            return self._extract(carrier, context, getter)
+            if self._inert:
+                return context if context is not None else Context()
+            token: str | None = None
+            session_id: str | None = None
+            kind = _KINDS.get(type(getter)) or _kind_of(getter)
+            if kind == _WSGI and isinstance(carrier, dict):
+                for key in self._wsgi_token_keys:
+                    value = carrier.get(key)
+                    if value is not None:
+                        token = _decode(value)
+                        break
+                for key in self._wsgi_id_keys:
+                    value = carrier.get(key)
+                    if value is not None:
+                        session_id = _decode(value)
+                        break
+            elif kind == _ASGI and isinstance(carrier, dict):
+                token, session_id = self._read_asgi(carrier.get("headers") or ())
+            elif kind == _PLAIN and type(carrier) is dict:
+                if not self._plain_names.isdisjoint(carrier):  # else DefaultGetter would find none either
+                    token = _first_plain(carrier, getter, self._token_headers_any_case)
+                    session_id = _first_plain(carrier, getter, self._id_headers_any_case)
+            else:
+                token, session_id = self._read(carrier, getter, kind)
+            if token is None and session_id is None and self._propagate:
+                return context if context is not None else Context()
+            return self._extracted(token, session_id, context)
         except Exception:  # a getter of a framework we never saw must not break the request
             _logger.debug("otel-openreplay: extract failed", exc_info=True)
             return context if context is not None else Context()
 
-    def _extract(self, carrier: CarrierT, context: Context | None, getter: Getter[CarrierT]) -> Context:
-        if self._inert:
-            return context if context is not None else Context()
-        token, session_id = self._read(carrier, getter)
+    def _extracted(self, token: str | None, session_id: str | None, context: Context | None) -> Context:
         found = Session.of(token, session_id) if token is not None or session_id is not None else None
         if (token is not None and (found is None or found.token != token)) or (
             session_id is not None and (found is None or found.id != session_id)
         ):  # a value that did not survive validation (no second regex run: compare with what did)
             _logger.debug("otel-openreplay: dropped an invalid session header")
         if found is None:
-            if self._settings.propagate:
+            if self._propagate:
                 return context if context is not None else Context()
             found = current_session(context)  # from W3C baggage: validated, and moved out of baggage
             if found is None:
                 return context if context is not None else Context()
-        return with_session(found, context, propagate=self._settings.propagate)
+        return with_session(found, context, propagate=self._propagate)
 
-    def _read(self, carrier: CarrierT, getter: Getter[CarrierT]) -> tuple[str | None, str | None]:
-        """The raw token and id header values. Runs for every server request, so the getters of
-        the WSGI and ASGI instrumentations, by far the most common, are read in one cheap pass with
-        their exact semantics; any other getter is asked name by name."""
-        kind = type(getter).__name__
-        if kind == "WSGIGetter" and isinstance(carrier, dict):
-            return _first_key(carrier, self._wsgi_token_keys), _first_key(carrier, self._wsgi_id_keys)
-        if kind == "ASGIGetter" and isinstance(carrier, dict):
-            return self._read_asgi(carrier.get("headers") or ())
-        if isinstance(getter, DefaultGetter):  # a plain mapping: its keys are case-sensitive
+    def _read(self, carrier: CarrierT, getter: Getter[CarrierT], kind: str) -> tuple[str | None, str | None]:
+        """The raw token and id header values, asked of ``getter`` name by name."""
+        if kind in (_PLAIN, _MAPPING):  # a plain mapping: its keys are case-sensitive
             return (
                 _first(carrier, getter, self._token_headers_any_case),
                 _first(carrier, getter, self._id_headers_any_case),
@@ -114,8 +139,11 @@ class OpenReplayPropagator(TextMapPropagator):
     def _read_asgi(self, headers: Any) -> tuple[str | None, str | None]:
         token: str | None = None
         session_id: str | None = None
+        names = self._asgi_names
         for raw_name, raw_value in headers:
             name = raw_name.lower() if isinstance(raw_name, bytes) else str(raw_name).lower().encode("latin-1")
+            if name not in names:
+                continue
             if token is None and name in self._asgi_token_names:
                 token = _decode(raw_value)
             elif session_id is None and name in self._asgi_id_names:
@@ -150,6 +178,35 @@ class OpenReplayPropagator(TextMapPropagator):
         return set(self._settings.token_headers[:1]) | set(self._settings.session_id_headers[:1])
 
 
+_WSGI = "wsgi"
+_ASGI = "asgi"
+_PLAIN = "plain"
+"""``DefaultGetter`` itself: it reads ``carrier.get(name)``, so an exact dict can be checked in one pass."""
+_MAPPING = "mapping"
+"""A subclass of ``DefaultGetter`` with a ``get`` of its own: case-sensitive, asked name by name."""
+_OTHER = "other"
+
+_KINDS: dict[type, str] = {}
+"""The kind of each getter class seen (a handful per process)."""
+
+
+def _kind_of(getter: Getter[Any]) -> str:
+    """Which read path ``getter`` allows: the instrumentations' getters are known by class name."""
+    cls = type(getter)
+    name = cls.__name__
+    if name == "WSGIGetter":
+        kind = _WSGI
+    elif name == "ASGIGetter":
+        kind = _ASGI
+    elif isinstance(getter, DefaultGetter):
+        kind = _PLAIN if cls.get is DefaultGetter.get else _MAPPING
+    else:
+        kind = _OTHER
+    if len(_KINDS) < 64:
+        _KINDS[cls] = kind
+    return kind
+
+
 def _with_lowercase(headers: tuple[str, ...]) -> tuple[str, ...]:
     """Each name as configured, then lowercased, for the case-sensitive getter of plain mappings."""
     out: list[str] = []
@@ -177,6 +234,20 @@ def _decode(value: object) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     return value.strip() if isinstance(value, str) else None
+
+
+def _first_plain(carrier: dict[str, Any], getter: Getter[Any], names: tuple[str, ...]) -> str | None:
+    """:func:`_first` for ``DefaultGetter`` on a dict, without its list for the usual string value."""
+    for name in names:
+        value = carrier.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            return value.strip()
+        values = getter.get(carrier, name)  # any other value: exactly as the getter gives it
+        if values:
+            return _decode(values[0])
+    return None
 
 
 def _first(carrier: CarrierT, getter: Getter[CarrierT], names: tuple[str, ...]) -> str | None:
