@@ -65,6 +65,7 @@ class OpenReplayPropagator(TextMapPropagator):
         self._asgi_token_names = frozenset(name.lower().encode("latin-1") for name in settings.token_headers)
         self._asgi_id_names = frozenset(name.lower().encode("latin-1") for name in settings.session_id_headers)
         self._asgi_names = self._asgi_token_names | self._asgi_id_names
+        self._asgi_lengths = frozenset(len(name) for name in self._asgi_names)
         self._plain_names = frozenset(self._token_headers_any_case + self._id_headers_any_case)
         self._propagate = settings.propagate
 
@@ -140,8 +141,14 @@ class OpenReplayPropagator(TextMapPropagator):
         token: str | None = None
         session_id: str | None = None
         names = self._asgi_names
+        lengths = self._asgi_lengths
         for raw_name, raw_value in headers:
-            name = raw_name.lower() if isinstance(raw_name, bytes) else str(raw_name).lower().encode("latin-1")
+            if isinstance(raw_name, bytes):
+                if len(raw_name) not in lengths:  # bytes.lower() keeps the length: cannot be one of ours
+                    continue
+                name = raw_name.lower()
+            else:
+                name = str(raw_name).lower().encode("latin-1")
             if name not in names:
                 continue
             if token is None and name in self._asgi_token_names:
