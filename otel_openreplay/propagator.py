@@ -68,6 +68,7 @@ class OpenReplayPropagator(TextMapPropagator):
         self._asgi_lengths = frozenset(len(name) for name in self._asgi_names)
         self._plain_names = frozenset(self._token_headers_any_case + self._id_headers_any_case)
         self._propagate = settings.propagate
+        self._last: tuple[str | None, str | None, Session | None, bool] = (None, None, None, False)
 
     def extract(
         self,
@@ -88,7 +89,7 @@ class OpenReplayPropagator(TextMapPropagator):
             token: str | None = None
             session_id: str | None = None
             kind = _KINDS.get(type(getter)) or _kind_of(getter)
-            if kind == _WSGI and isinstance(carrier, dict):
+            if kind is _WSGI and isinstance(carrier, dict):
                 for key in self._wsgi_token_keys:
                     value = carrier.get(key)
                     if value is not None:
@@ -99,12 +100,11 @@ class OpenReplayPropagator(TextMapPropagator):
                     if value is not None:
                         session_id = _decode(value)
                         break
-            elif kind == _ASGI and isinstance(carrier, dict):
+            elif kind is _ASGI and isinstance(carrier, dict):
                 token, session_id = self._read_asgi(carrier.get("headers") or ())
-            elif kind == _PLAIN and type(carrier) is dict:
+            elif kind is _PLAIN and type(carrier) is dict:
                 if not self._plain_names.isdisjoint(carrier):  # else DefaultGetter would find none either
-                    token = _first_plain(carrier, getter, self._token_headers_any_case)
-                    session_id = _first_plain(carrier, getter, self._id_headers_any_case)
+                    token, session_id = self._read_plain(carrier, getter)
             else:
                 token, session_id = self._read(carrier, getter, kind)
             if token is None and session_id is None and self._propagate:
@@ -115,10 +115,17 @@ class OpenReplayPropagator(TextMapPropagator):
             return context if context is not None else Context()
 
     def _extracted(self, token: str | None, session_id: str | None, context: Context | None) -> Context:
-        found = Session.of(token, session_id) if token is not None or session_id is not None else None
-        if (token is not None and (found is None or found.token != token)) or (
-            session_id is not None and (found is None or found.id != session_id)
-        ):  # a value that did not survive validation (no second regex run: compare with what did)
+        last = self._last  # a user's requests repeat the same headers: the last answer, reused
+        if last[0] == token and last[1] == session_id:
+            found, dropped = last[2], last[3]
+        else:
+            found = Session.of(token, session_id) if token is not None or session_id is not None else None
+            # a value that did not survive validation (no second regex run: compare with what did)
+            dropped = (token is not None and (found is None or found.token != token)) or (
+                session_id is not None and (found is None or found.id != session_id)
+            )
+            self._last = (token, session_id, found, dropped)
+        if dropped:
             _logger.debug("otel-openreplay: dropped an invalid session header")
         if found is None:
             if self._propagate:
@@ -136,6 +143,25 @@ class OpenReplayPropagator(TextMapPropagator):
                 _first(carrier, getter, self._id_headers_any_case),
             )
         return _first(carrier, getter, self._token_headers), _first(carrier, getter, self._id_headers)
+
+    def _read_plain(self, carrier: dict[str, Any], getter: Getter[Any]) -> tuple[str | None, str | None]:
+        """:meth:`_read` for ``DefaultGetter`` on a dict, without its list for the usual string value."""
+        found: list[str | None] = []
+        for names in (self._token_headers_any_case, self._id_headers_any_case):
+            value: str | None = None
+            for name in names:
+                raw = carrier.get(name)
+                if raw is None:
+                    continue
+                if isinstance(raw, str):
+                    value = raw.strip()
+                    break
+                values = getter.get(carrier, name)  # any other value: exactly as the getter gives it
+                if values:
+                    value = _decode(values[0])
+                    break
+            found.append(value)
+        return found[0], found[1]
 
     def _read_asgi(self, headers: Any) -> tuple[str | None, str | None]:
         token: str | None = None
@@ -241,20 +267,6 @@ def _decode(value: object) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     return value.strip() if isinstance(value, str) else None
-
-
-def _first_plain(carrier: dict[str, Any], getter: Getter[Any], names: tuple[str, ...]) -> str | None:
-    """:func:`_first` for ``DefaultGetter`` on a dict, without its list for the usual string value."""
-    for name in names:
-        value = carrier.get(name)
-        if value is None:
-            continue
-        if isinstance(value, str):
-            return value.strip()
-        values = getter.get(carrier, name)  # any other value: exactly as the getter gives it
-        if values:
-            return _decode(values[0])
-    return None
 
 
 def _first(carrier: CarrierT, getter: Getter[CarrierT], names: tuple[str, ...]) -> str | None:

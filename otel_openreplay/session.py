@@ -101,13 +101,14 @@ class Session:
         Invalid values are dropped, never raised: ``None`` when nothing valid remains. Valid
         sessions are remembered (a bounded cache): a user's requests repeat the same headers.
         """
-        cacheable = type(token) in _CACHEABLE and type(session_id) in _CACHEABLE
-        if cacheable:
+        try:  # only str/None keys are stored, and no other type equals one of those
             cached = _VALID.get((token, session_id))
-            if cached is not None:
-                return cached
+        except TypeError:  # an unhashable value: validated below, never stored
+            cached = None
+        if cached is not None:
+            return cached
         found = cls._validate(token, session_id)
-        if found is not None and cacheable:
+        if found is not None and type(token) in _CACHEABLE and type(session_id) in _CACHEABLE:
             if len(_VALID) >= _VALID_MAX:
                 _VALID.clear()
             _VALID[(token, session_id)] = found
