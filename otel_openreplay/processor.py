@@ -73,6 +73,9 @@ def tag_for(found: Session, *, token_part: bool = True, id_part: bool = True) ->
     return Tag(tuple(attributes), tuple(absent), prefix)
 
 
+_NO_TAG = Tag((), (), "")
+
+
 class OpenReplayLogProcessor(LogRecordProcessor):
     """Tags log records with the current OpenReplay session.
 
@@ -86,20 +89,28 @@ class OpenReplayLogProcessor(LogRecordProcessor):
         self._id_part = "id" in settings.prefix
         # Names this processor's settings in Session.derived: every setting tag_for reads is in it.
         self._tag_key = f"{__name__}:token={self._token_part}:id={self._id_part}"
+        self._last: tuple[Session | None, Tag] = (None, _NO_TAG)  # the last session seen, and its tag
 
     def on_emit(self, log_record: Any) -> None:
         """Set the session attributes and the prefix on ``log_record`` (a ``ReadWriteLogRecord``)."""
         try:
             record = log_record.log_record
             ctx: Context | None = record.context
-            found = (ctx if ctx is not None else get_current()).get(CONTEXT_KEY)
+            found: Any = (ctx if ctx is not None else get_current()).get(CONTEXT_KEY)  # a Session, or None
             if found is None:
                 found = _session_elsewhere(record, ctx)
                 if found is None:
                     return
-            tag = found.derived.get(self._tag_key)
-            if tag is None:
-                tag = found.derived[self._tag_key] = tag_for(found, token_part=self._token_part, id_part=self._id_part)
+            last = self._last  # one tuple, swapped whole: threads never see a session with another's tag
+            if last[0] is found:
+                tag = last[1]
+            else:
+                tag = found.derived.get(self._tag_key)
+                if tag is None:
+                    tag = found.derived[self._tag_key] = tag_for(
+                        found, token_part=self._token_part, id_part=self._id_part
+                    )
+                self._last = (found, tag)
             attributes = record.attributes
             for key, value in tag.attributes:
                 attributes[key] = value

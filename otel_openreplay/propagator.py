@@ -103,8 +103,8 @@ class OpenReplayPropagator(TextMapPropagator):
             elif kind is _ASGI and isinstance(carrier, dict):
                 token, session_id = self._read_asgi(carrier.get("headers") or ())
             elif kind is _PLAIN and type(carrier) is dict:
-                if not self._plain_names.isdisjoint(carrier):  # else DefaultGetter would find none either
-                    token, session_id = self._read_plain(carrier, getter)
+                if not self._plain_names.isdisjoint(carrier):  # type: ignore[arg-type]
+                    token, session_id = self._read_plain(carrier, getter)  # type: ignore[arg-type]
             else:
                 token, session_id = self._read(carrier, getter, kind)
             if token is None and session_id is None and self._propagate:
