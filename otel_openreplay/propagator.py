@@ -146,22 +146,20 @@ class OpenReplayPropagator(TextMapPropagator):
 
     def _read_plain(self, carrier: dict[str, Any], getter: Getter[Any]) -> tuple[str | None, str | None]:
         """:meth:`_read` for ``DefaultGetter`` on a dict, without its list for the usual string value."""
-        found: list[str | None] = []
-        for names in (self._token_headers_any_case, self._id_headers_any_case):
-            value: str | None = None
-            for name in names:
-                raw = carrier.get(name)
-                if raw is None:
-                    continue
-                if isinstance(raw, str):
-                    value = raw.strip()
-                    break
-                values = getter.get(carrier, name)  # any other value: exactly as the getter gives it
-                if values:
-                    value = _decode(values[0])
-                    break
-            found.append(value)
-        return found[0], found[1]
+        get = carrier.get
+        token: str | None = None
+        for name in self._token_headers_any_case:
+            raw = get(name)
+            if raw is not None:  # any value but a string: exactly as the getter gives it
+                token = raw.strip() if isinstance(raw, str) else _first(carrier, getter, self._token_headers_any_case)
+                break
+        session_id: str | None = None
+        for name in self._id_headers_any_case:
+            raw = get(name)
+            if raw is not None:
+                session_id = raw.strip() if isinstance(raw, str) else _first(carrier, getter, self._id_headers_any_case)
+                break
+        return token, session_id
 
     def _read_asgi(self, headers: Any) -> tuple[str | None, str | None]:
         token: str | None = None
