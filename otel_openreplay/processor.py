@@ -90,17 +90,29 @@ class OpenReplayLogProcessor(LogRecordProcessor):
         # Names this processor's settings in Session.derived: every setting tag_for reads is in it.
         self._tag_key = f"{__name__}:token={self._token_part}:id={self._id_part}"
         self._last: tuple[Session | None, Tag] = (None, _NO_TAG)  # the last session seen, and its tag
+        # The last context without the package's key, and the session its baggage holds (or None). The
+        # reference keeps that one context alive until a record of another context is emitted.
+        self._last_context: tuple[Context | None, Session | None] = (None, None)
 
     def on_emit(self, log_record: Any) -> None:
         """Set the session attributes and the prefix on ``log_record`` (a ``ReadWriteLogRecord``)."""
         try:
             record = log_record.log_record
             ctx: Context | None = record.context
-            found: Any = (ctx if ctx is not None else get_current()).get(CONTEXT_KEY)  # a Session, or None
+            if ctx is None:  # (an empty Context is falsy: compare with None)
+                ctx = get_current()
+            found: Any = ctx.get(CONTEXT_KEY)  # a Session, or None
             if found is None:
-                found = _session_elsewhere(record, ctx)
+                seen = self._last_context  # contexts are immutable: one's baggage is read once
+                if seen[0] is ctx:
+                    found = seen[1]
+                else:
+                    found = _session_in_baggage(ctx)
+                    self._last_context = (ctx, found)
                 if found is None:
-                    return
+                    found = _session_in_attributes(record.attributes)
+                    if found is None:
+                        return
             last = self._last  # one tuple, swapped whole: threads never see a session with another's tag
             if last[0] is found:
                 tag = last[1]
@@ -139,17 +151,19 @@ def _remove(attributes: Any, keys: tuple[str, ...]) -> None:
             del attributes[key]
 
 
-def _session_elsewhere(record: Any, ctx: Context | None) -> Session | None:
-    """A session not put into the context by this package: W3C baggage, else the record's attributes."""
+def _session_in_baggage(ctx: Context) -> Session | None:
+    """A session that came in W3C baggage (a client can set it there directly): validated, or None."""
     entries = baggage.get_all(ctx)
     if entries:
         token = entries.get(TOKEN_KEY)
         session_id = entries.get(SESSION_ID_KEY)
         if token is not None or session_id is not None:
-            found = Session.of(token, session_id)  # a client can set baggage directly: validate it
-            if found is not None:
-                return found
-    attributes = record.attributes
+            return Session.of(token, session_id)
+    return None
+
+
+def _session_in_attributes(attributes: Any) -> Session | None:
+    """A session given as record attributes (``extra=``, or the exception capture): validated, or None."""
     if attributes and not _SESSION_KEYS.isdisjoint(attributes):
         return Session.of(attributes.get(TOKEN_KEY), attributes.get(SESSION_ID_KEY))
     return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
@@ -113,6 +115,18 @@ class TestOpenReplayLogProcessor:
         assert token_only == [f"[openReplaySessionToken={TOKEN}] m"] * 2
         for provider in providers:
             provider.shutdown()
+
+    def test_a_session_only_in_baggage_is_read_per_context(self, wired: LogPipeline) -> None:
+        """A session that came in W3C baggage tags its context's records, and only those."""
+        in_baggage = baggage.set_baggage("openReplaySessionToken", TOKEN, Context())
+        forged = baggage.set_baggage("openReplaySessionToken", "x] [forged", Context())
+        for ctx, body in ((in_baggage, "a"), (Context(), "b"), (forged, "c"), (in_baggage, "d")):
+            token = context.attach(ctx)
+            try:
+                emit(wired, body)
+            finally:
+                context.detach(token)
+        assert [record.body for record in wired.records()] == [FULL + "a", "b", "c", FULL + "d"]
 
     def test_attributes_from_extra_are_validated(self, wired: LogPipeline) -> None:
         """A session passed as record attributes is used only when valid, and a forged one is removed."""
