@@ -99,6 +99,9 @@ def otel_floor(session: nox.Session) -> None:
         f"opentelemetry-instrumentation=={contrib}",
         f"opentelemetry-instrumentation-logging=={contrib}",
         f"opentelemetry-processor-baggage=={contrib}",
+        # The WSGI and ASGI getters: the propagator's single-pass reads are tested against them.
+        f"opentelemetry-instrumentation-asgi=={contrib}",
+        f"opentelemetry-instrumentation-wsgi=={contrib}",
     )
     _say_versions(session, sdk)
     # The README's snippets are for the recommended set (they use instrumentation-logging >= 0.61's handler).
@@ -115,6 +118,8 @@ def otel_newest(session: nox.Session) -> None:
         f"opentelemetry-sdk=={NEWEST_SDK}",
         "opentelemetry-instrumentation-logging",
         "opentelemetry-processor-baggage",
+        "opentelemetry-instrumentation-asgi",
+        "opentelemetry-instrumentation-wsgi",
     )
     _say_versions(session, NEWEST_SDK)
     session.run("pytest", *UNIT, *session.posargs)

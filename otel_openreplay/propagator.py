@@ -64,6 +64,11 @@ class OpenReplayPropagator(TextMapPropagator):
         self._wsgi_id_keys = tuple(_wsgi_key(name) for name in settings.session_id_headers)
         self._asgi_token_names = frozenset(name.lower().encode("latin-1") for name in settings.token_headers)
         self._asgi_id_names = frozenset(name.lower().encode("latin-1") for name in settings.session_id_headers)
+        self._asgi_names = self._asgi_token_names | self._asgi_id_names
+        self._asgi_lengths = frozenset(len(name) for name in self._asgi_names)
+        self._plain_names = frozenset(self._token_headers_any_case + self._id_headers_any_case)
+        self._propagate = settings.propagate
+        self._last: tuple[str | None, str | None, Session | None, bool] = (None, None, None, False)
 
     def extract(
         self,
@@ -71,51 +76,105 @@ class OpenReplayPropagator(TextMapPropagator):
         context: Context | None = None,
         getter: Getter[CarrierT] = default_getter,
     ) -> Context:
-        """Return ``context`` with the request's session, or the existing one moved per ``propagate``."""
+        """Return ``context`` with the request's session, or the existing one moved per ``propagate``.
+
+        It runs for every server request, so the carriers of the WSGI and ASGI instrumentations and
+        plain dicts read through ``DefaultGetter`` are read in one cheap pass with the getter's
+        exact semantics, and a request without a session header costs a few look-ups; any other
+        getter is asked name by name.
+        """
         try:
-            return self._extract(carrier, context, getter)
+            if self._inert:
+                return context if context is not None else Context()
+            token: str | None = None
+            session_id: str | None = None
+            kind = _KINDS.get(type(getter)) or _kind_of(getter)
+            if kind is _WSGI and isinstance(carrier, dict):
+                for key in self._wsgi_token_keys:
+                    value = carrier.get(key)
+                    if value is not None:
+                        token = _decode(value)
+                        break
+                for key in self._wsgi_id_keys:
+                    value = carrier.get(key)
+                    if value is not None:
+                        session_id = _decode(value)
+                        break
+            elif kind is _ASGI and isinstance(carrier, dict):
+                token, session_id = self._read_asgi(carrier.get("headers") or ())
+            elif kind is _PLAIN and type(carrier) is dict:
+                if not self._plain_names.isdisjoint(carrier):  # type: ignore[arg-type]
+                    token, session_id = self._read_plain(carrier, getter)  # type: ignore[arg-type]
+            else:
+                token, session_id = self._read(carrier, getter, kind)
+            if token is None and session_id is None and self._propagate:
+                return context if context is not None else Context()
+            return self._extracted(token, session_id, context)
         except Exception:  # a getter of a framework we never saw must not break the request
             _logger.debug("otel-openreplay: extract failed", exc_info=True)
             return context if context is not None else Context()
 
-    def _extract(self, carrier: CarrierT, context: Context | None, getter: Getter[CarrierT]) -> Context:
-        if self._inert:
-            return context if context is not None else Context()
-        token, session_id = self._read(carrier, getter)
-        found = Session.of(token, session_id) if token is not None or session_id is not None else None
-        if (token is not None and (found is None or found.token != token)) or (
-            session_id is not None and (found is None or found.id != session_id)
-        ):  # a value that did not survive validation (no second regex run: compare with what did)
+    def _extracted(self, token: str | None, session_id: str | None, context: Context | None) -> Context:
+        last = self._last  # a user's requests repeat the same headers: the last answer, reused
+        if last[0] == token and last[1] == session_id:
+            found, dropped = last[2], last[3]
+        else:
+            found = Session.of(token, session_id) if token is not None or session_id is not None else None
+            # a value that did not survive validation (no second regex run: compare with what did)
+            dropped = (token is not None and (found is None or found.token != token)) or (
+                session_id is not None and (found is None or found.id != session_id)
+            )
+            self._last = (token, session_id, found, dropped)
+        if dropped:
             _logger.debug("otel-openreplay: dropped an invalid session header")
         if found is None:
-            if self._settings.propagate:
+            if self._propagate:
                 return context if context is not None else Context()
             found = current_session(context)  # from W3C baggage: validated, and moved out of baggage
             if found is None:
                 return context if context is not None else Context()
-        return with_session(found, context, propagate=self._settings.propagate)
+        return with_session(found, context, propagate=self._propagate)
 
-    def _read(self, carrier: CarrierT, getter: Getter[CarrierT]) -> tuple[str | None, str | None]:
-        """The raw token and id header values. Runs for every server request, so the getters of
-        the WSGI and ASGI instrumentations, by far the most common, are read in one cheap pass with
-        their exact semantics; any other getter is asked name by name."""
-        kind = type(getter).__name__
-        if kind == "WSGIGetter" and isinstance(carrier, dict):
-            return _first_key(carrier, self._wsgi_token_keys), _first_key(carrier, self._wsgi_id_keys)
-        if kind == "ASGIGetter" and isinstance(carrier, dict):
-            return self._read_asgi(carrier.get("headers") or ())
-        if isinstance(getter, DefaultGetter):  # a plain mapping: its keys are case-sensitive
+    def _read(self, carrier: CarrierT, getter: Getter[CarrierT], kind: str) -> tuple[str | None, str | None]:
+        """The raw token and id header values, asked of ``getter`` name by name."""
+        if kind in (_PLAIN, _MAPPING):  # a plain mapping: its keys are case-sensitive
             return (
                 _first(carrier, getter, self._token_headers_any_case),
                 _first(carrier, getter, self._id_headers_any_case),
             )
         return _first(carrier, getter, self._token_headers), _first(carrier, getter, self._id_headers)
 
+    def _read_plain(self, carrier: dict[str, Any], getter: Getter[Any]) -> tuple[str | None, str | None]:
+        """:meth:`_read` for ``DefaultGetter`` on a dict, without its list for the usual string value."""
+        get = carrier.get
+        token: str | None = None
+        for name in self._token_headers_any_case:
+            raw = get(name)
+            if raw is not None:  # any value but a string: exactly as the getter gives it
+                token = raw.strip() if isinstance(raw, str) else _first(carrier, getter, self._token_headers_any_case)
+                break
+        session_id: str | None = None
+        for name in self._id_headers_any_case:
+            raw = get(name)
+            if raw is not None:
+                session_id = raw.strip() if isinstance(raw, str) else _first(carrier, getter, self._id_headers_any_case)
+                break
+        return token, session_id
+
     def _read_asgi(self, headers: Any) -> tuple[str | None, str | None]:
         token: str | None = None
         session_id: str | None = None
+        names = self._asgi_names
+        lengths = self._asgi_lengths
         for raw_name, raw_value in headers:
-            name = raw_name.lower() if isinstance(raw_name, bytes) else str(raw_name).lower().encode("latin-1")
+            if isinstance(raw_name, bytes):
+                if len(raw_name) not in lengths:  # bytes.lower() keeps the length: cannot be one of ours
+                    continue
+                name = raw_name.lower()
+            else:
+                name = str(raw_name).lower().encode("latin-1")
+            if name not in names:
+                continue
             if token is None and name in self._asgi_token_names:
                 token = _decode(raw_value)
             elif session_id is None and name in self._asgi_id_names:
@@ -148,6 +207,35 @@ class OpenReplayPropagator(TextMapPropagator):
         if self._inert or not self._settings.propagate:
             return set()
         return set(self._settings.token_headers[:1]) | set(self._settings.session_id_headers[:1])
+
+
+_WSGI = "wsgi"
+_ASGI = "asgi"
+_PLAIN = "plain"
+"""``DefaultGetter`` itself: it reads ``carrier.get(name)``, so an exact dict can be checked in one pass."""
+_MAPPING = "mapping"
+"""A subclass of ``DefaultGetter`` with a ``get`` of its own: case-sensitive, asked name by name."""
+_OTHER = "other"
+
+_KINDS: dict[type, str] = {}
+"""The kind of each getter class seen (a handful per process)."""
+
+
+def _kind_of(getter: Getter[Any]) -> str:
+    """Which read path ``getter`` allows: the instrumentations' getters are known by class name."""
+    cls = type(getter)
+    name = cls.__name__
+    if name == "WSGIGetter":
+        kind = _WSGI
+    elif name == "ASGIGetter":
+        kind = _ASGI
+    elif isinstance(getter, DefaultGetter):
+        kind = _PLAIN if cls.get is DefaultGetter.get else _MAPPING
+    else:
+        kind = _OTHER
+    if len(_KINDS) < 64:
+        _KINDS[cls] = kind
+    return kind
 
 
 def _with_lowercase(headers: tuple[str, ...]) -> tuple[str, ...]:

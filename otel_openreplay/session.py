@@ -38,8 +38,11 @@ _SESSION_ID_RE = re.compile(r"[0-9]{1,20}")
 _BASE36_RE = re.compile(r"[0-9A-Za-z]{1,13}")
 _MAX_SESSION_ID = 10**20 - 1
 
-# Private home of a session that must not leave the process: no propagator reads this key.
-_LOCAL_KEY = context.create_key("otel_openreplay.session")
+CONTEXT_KEY = context.create_key("otel_openreplay.session")
+"""This package's own context key, holding the validated :class:`Session` (no propagator reads it).
+
+Read it with :func:`current_session`; only the per-record hot path of the log processor reads it
+directly (``ctx.get(CONTEXT_KEY)``), and only :func:`with_session` writes it."""
 
 
 def valid_token(value: object) -> str | None:
@@ -83,6 +86,10 @@ class Session:
     id: str | None = None
     # The full prefix, built once: a session's records are many, and the processor runs on each.
     full_prefix: str = field(default="", init=False, repr=False, compare=False)
+    # What readers derive from the session once and reuse on each of its records, by the reader's
+    # own key (the log processor keeps its attributes and prefix here, per setting). Not part of
+    # the session's identity; at most one entry per distinct reader configuration.
+    derived: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "full_prefix", _build_prefix(self.token, self.id))
@@ -94,13 +101,14 @@ class Session:
         Invalid values are dropped, never raised: ``None`` when nothing valid remains. Valid
         sessions are remembered (a bounded cache): a user's requests repeat the same headers.
         """
-        cacheable = type(token) in _CACHEABLE and type(session_id) in _CACHEABLE
-        if cacheable:
+        try:  # only str/None keys are stored, and no other type equals one of those
             cached = _VALID.get((token, session_id))
-            if cached is not None:
-                return cached
+        except TypeError:  # an unhashable value: validated below, never stored
+            cached = None
+        if cached is not None:
+            return cached
         found = cls._validate(token, session_id)
-        if found is not None and cacheable:
+        if found is not None and type(token) in _CACHEABLE and type(session_id) in _CACHEABLE:
             if len(_VALID) >= _VALID_MAX:
                 _VALID.clear()
             _VALID[(token, session_id)] = found
@@ -130,7 +138,7 @@ def current_session(ctx: Context | None = None) -> Session | None:
     baggage is read and validated again here: the W3C ``baggage`` header lets any client put
     ``openReplaySessionToken`` into baggage directly, bypassing the propagator's checks.
     """
-    local = context.get_value(_LOCAL_KEY, ctx)
+    local = context.get_value(CONTEXT_KEY, ctx)
     if local is not None:
         return local if isinstance(local, Session) else None
     entries = baggage.get_all(ctx)
@@ -149,16 +157,17 @@ def with_session(session: Session, ctx: Context | None = None, *, propagate: boo
     Baggage keys of a previous session are removed first, so two sessions' values never mix, and
     with ``propagate=False`` none is left there for a baggage propagator to send on.
     """
-    entries = baggage.get_all(ctx)
-    if TOKEN_KEY in entries or SESSION_ID_KEY in entries:
-        ctx = baggage.remove_baggage(TOKEN_KEY, ctx)
-        ctx = baggage.remove_baggage(SESSION_ID_KEY, ctx)
+    if not (propagate and session.token is not None and session.id is not None):  # else both are overwritten
+        entries = baggage.get_all(ctx)
+        if TOKEN_KEY in entries or SESSION_ID_KEY in entries:
+            ctx = baggage.remove_baggage(TOKEN_KEY, ctx)
+            ctx = baggage.remove_baggage(SESSION_ID_KEY, ctx)
     if propagate:
         if session.token is not None:
             ctx = baggage.set_baggage(TOKEN_KEY, session.token, ctx)
         if session.id is not None:
             ctx = baggage.set_baggage(SESSION_ID_KEY, session.id, ctx)
-    return context.set_value(_LOCAL_KEY, session, ctx)
+    return context.set_value(CONTEXT_KEY, session, ctx)
 
 
 @contextmanager

@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 
 import pytest
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 
 from otel_openreplay import configure, session
 from otel_openreplay.processor import OpenReplayLogProcessor
@@ -89,6 +96,37 @@ class TestOpenReplayLogProcessor:
         (record,) = pipeline.records()
         assert record.body == expected
         assert record.attributes["openReplaySession.id"] == TOKEN_SESSION_ID
+
+    def test_processors_with_other_settings_share_a_session(self) -> None:
+        """What a session's records get is kept per session AND per settings: two providers, two prefixes."""
+        providers, exporters = [], []
+        for prefix in ("token,id", "token"):
+            provider = LoggerProvider(shutdown_on_exit=False)
+            provider.add_log_record_processor(OpenReplayLogProcessor(Settings.from_env({}, prefix=prefix)))
+            exporters.append(InMemoryLogRecordExporter())
+            provider.add_log_record_processor(SimpleLogRecordProcessor(exporters[-1]))
+            providers.append(provider)
+        with session(token=TOKEN):
+            for _ in range(2):  # the second record of each reads what the first one stored on the session
+                for provider in providers:
+                    provider.get_logger("app").emit(body="m", severity_text="ERROR")
+        full, token_only = ([data.log_record.body for data in e.get_finished_logs()] for e in exporters)
+        assert full == [FULL + "m"] * 2
+        assert token_only == [f"[openReplaySessionToken={TOKEN}] m"] * 2
+        for provider in providers:
+            provider.shutdown()
+
+    def test_a_session_only_in_baggage_is_read_per_context(self, wired: LogPipeline) -> None:
+        """A session that came in W3C baggage tags its context's records, and only those."""
+        in_baggage = baggage.set_baggage("openReplaySessionToken", TOKEN, Context())
+        forged = baggage.set_baggage("openReplaySessionToken", "x] [forged", Context())
+        for ctx, body in ((in_baggage, "a"), (Context(), "b"), (forged, "c"), (in_baggage, "d")):
+            token = context.attach(ctx)
+            try:
+                emit(wired, body)
+            finally:
+                context.detach(token)
+        assert [record.body for record in wired.records()] == [FULL + "a", "b", "c", FULL + "d"]
 
     def test_attributes_from_extra_are_validated(self, wired: LogPipeline) -> None:
         """A session passed as record attributes is used only when valid, and a forged one is removed."""

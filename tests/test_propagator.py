@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 from opentelemetry import baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.instrumentation.asgi import asgi_getter
+from opentelemetry.instrumentation.wsgi import wsgi_getter
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import DefaultGetter, Getter
 
 from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.session import Session, current_session
@@ -139,3 +144,67 @@ class TestEnvironment:
 
         (found,) = entry_points(group="opentelemetry_propagator", name="openreplay")
         assert found.load() is OpenReplayPropagator
+
+
+class _NameByName(Getter[Any]):
+    """Wraps a getter so that extract cannot recognise it: the reference, name-by-name read."""
+
+    def __init__(self, inner: Getter[Any]) -> None:
+        self._inner = inner
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        return self._inner.get(carrier, key)
+
+    def keys(self, carrier: Any) -> list[str]:
+        return self._inner.keys(carrier)
+
+
+class _DefaultByName(DefaultGetter):
+    """DefaultGetter with a get of its own: read name by name, case-sensitive, like the plain fast path."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        return super().get(carrier, key)
+
+
+PLAIN_CARRIERS: list[dict[str, Any]] = [
+    {},
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    {"X-OpenReplay-SessionToken": TOKEN},
+    {"x-openreplay-session-token": f" {TOKEN} ", "openreplaysession.id": "42"},
+    {"X-OPENREPLAY-SESSIONTOKEN": TOKEN},  # a spelling a case-sensitive mapping does not match
+    {"X-OpenReplay-SessionToken": [TOKEN, "other"]},  # Kafka/Celery-style list values
+    {"X-OpenReplay-SessionToken": TOKEN.encode()},  # bytes: DefaultGetter lists its ints
+    {"X-OpenReplay-SessionToken": "", "openReplaySession.id": "7"},
+    {"X-OpenReplay-SessionToken": None, "openReplaySession.id": 12},
+    {"openReplaySession.id": "x] [forged"},
+]
+
+
+class TestReadPaths:
+    """The single-pass reads of the common getters find exactly what their getter finds name by name."""
+
+    @pytest.mark.parametrize("carrier", PLAIN_CARRIERS)
+    def test_plain_dict(self, carrier: dict[str, Any]) -> None:
+        fast = current_session(propagator().extract(carrier))
+        assert fast == current_session(propagator().extract(carrier, getter=_DefaultByName()))
+        assert fast == current_session(propagator().extract(MappingProxyType(carrier)))  # not a dict: by name
+
+    @pytest.mark.parametrize("carrier", PLAIN_CARRIERS[:5])
+    def test_asgi_scope(self, carrier: dict[str, Any]) -> None:
+        for encode in (lambda name: name.encode("latin-1"), lambda name: name.encode("latin-1").lower()):
+            headers = [(encode(name), str(value).encode("latin-1")) for name, value in carrier.items()]
+            scope = {"type": "http", "headers": headers}
+            fast = current_session(propagator().extract(scope, getter=asgi_getter))
+            assert fast == current_session(propagator().extract(scope, getter=_NameByName(asgi_getter)))
+        if carrier:
+            assert fast is not None or "traceparent" in carrier  # every session header spelling is found
+
+    @pytest.mark.parametrize("carrier", PLAIN_CARRIERS[:5])
+    def test_wsgi_environ(self, carrier: dict[str, Any]) -> None:
+        environ = {"REQUEST_METHOD": "GET"} | {
+            "HTTP_" + name.upper().replace("-", "_"): str(value) for name, value in carrier.items()
+        }
+        fast = current_session(propagator().extract(environ, getter=wsgi_getter))
+        assert fast == current_session(propagator().extract(environ, getter=_NameByName(wsgi_getter)))
+        if carrier:
+            assert fast is not None or "traceparent" in carrier
