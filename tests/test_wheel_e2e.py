@@ -165,7 +165,8 @@ class TestDistributions:
 def installed(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The wheel with the Flask extra and gunicorn in a fresh venv; and an empty directory to run in."""
     home = tmp_path_factory.mktemp("pip-only-user")
-    bin_ = _venv(home / "venv", f"{dists.wheel}[flask]", "gunicorn", "requests")
+    # What the README says the Flask example needs: the extra, a server, the CORS package it uses.
+    bin_ = _venv(home / "venv", f"{dists.wheel}[flask]", "gunicorn", "flask-cors", "requests")
     where = _run(bin_ / "python", "-c", "import otel_openreplay; print(otel_openreplay.__file__)", cwd=home)
     assert Path(where.strip()).is_relative_to(home / "venv"), where
     return bin_, home

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from tests.stack.process import Account, ServiceProcess, free_ports
+from tests.stack.process import Account, ServiceProcess, free_ports, new_password
 
 ES_VERSION = "8.19.21"
 """The default Elasticsearch: the newest ``integ-test-zip`` on Maven Central (which has no 9.x)."""
@@ -495,7 +495,7 @@ class ElasticsearchNode:
         self.transport_port = transport_port or spare[1]
         self.heap_mb = heap_mb
         self._settings = dict(settings or {})
-        self._password = password or secrets.token_urlsafe(18)
+        self._password = password or new_password()
         self._parent = base_dir
         self._layout: _Layout | None = None
         self._account: Account | None = None
@@ -803,7 +803,7 @@ class ElasticsearchCluster:
             "cluster.initial_master_nodes": names,
             **(settings or {}),
         }
-        cluster_name, password = f"otelor-{secrets.token_hex(4)}", secrets.token_urlsafe(18)
+        cluster_name, password = f"otelor-{secrets.token_hex(4)}", new_password()
         self.nodes = [
             ElasticsearchNode(
                 name=name,

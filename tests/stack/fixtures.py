@@ -30,6 +30,7 @@ from tests.stack import browser as browser_stack
 from tests.stack import collector as collector_stack
 from tests.stack import es
 from tests.stack.es import ElasticsearchNode, client
+from tests.stack.process import new_password
 from tests.stack.redis import RedisServer
 
 INDEX = "logs"
@@ -81,8 +82,8 @@ class Accounts:
     def __init__(self, node: Any) -> None:
         suffix = secrets.token_hex(3)
         self.node = node
-        self.writer = (f"otelor-collector-{suffix}", secrets.token_urlsafe(16))
-        self.reader = (f"otelor-openreplay-{suffix}", secrets.token_urlsafe(16))
+        self.writer = (f"otelor-collector-{suffix}", new_password())
+        self.reader = (f"otelor-openreplay-{suffix}", new_password())
         # Native users where the node can have them, else the file realm (7.x, 8.0.0 here): same roles.
         es.add_user(node, *self.writer, f"otelor_collector_writer_{suffix}", WRITER_ROLE)
         es.add_user(node, *self.reader, f"otelor_logs_reader_{suffix}", READER_ROLE)

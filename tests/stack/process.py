@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,6 +39,11 @@ class Account:
     name: str
     uid: int
     gid: int
+
+
+def new_password() -> str:
+    """A random password that never starts with ``-`` (a command line would read ``--password -x…`` as a flag)."""
+    return "p" + secrets.token_urlsafe(18)
 
 
 def free_ports(count: int) -> list[int]:
