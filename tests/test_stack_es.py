@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,13 @@ class TestLeastPrivilege:
         self, es_node: es.ElasticsearchNode, es_client: Elasticsearch
     ) -> None:
         """A user with only `read` on `logs` runs OpenReplay's query and is refused a write."""
-        es_client.index(index="logs", document={"message": "openReplaySession.id=42 boom"}, refresh=True)
+        session_id = str(secrets.randbelow(10**15) + 10**15)  # the shared node's `logs` holds other tests' records
+        es_client.index(index="logs", document={"message": f"openReplaySession.id={session_id} boom"}, refresh=True)
         es.create_role(es_node, "logs_reader", LOGS_READER)
         es.create_user(es_node, "replay", "replay-test-password", ["logs_reader"])
         with es.client(es_node, basic_auth=("replay", "replay-test-password")) as reader:
-            hits = reader.search(index="logs", query={"match_phrase": {"message": "openReplaySession.id=42"}})
+            phrase = {"match_phrase": {"message": f"openReplaySession.id={session_id}"}}
+            hits = reader.search(index="logs", query=phrase)
             assert hits["hits"]["total"]["value"] == 1
             with pytest.raises(AuthorizationException):
                 reader.index(index="logs", document={"message": "not allowed"})
