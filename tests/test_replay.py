@@ -250,11 +250,18 @@ class TestSetting:
             ("https://openreplay.example.com/3#top", "query or fragment"),
             ("https://openreplay example.com/3", "whitespace"),
             ("https://openreplay.example.com:99999/3", "not a URL"),
+            ("https://openreplay.example.com", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/openreplay", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/3/session", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/p3", "does not end with the numeric project id"),
         ],
     )
     def test_malformed_names_the_variable(self, raw, reason):
-        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL=.*" + re.escape(reason)):
+        """The message names the variable, says what is wrong and shows a valid example."""
+        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL=.*" + re.escape(reason)) as raised:
             Settings.from_env({"OTEL_OPENREPLAY_REPLAY_URL": raw})
+        assert "e.g. https://openreplay.example.com/3" in str(raised.value)
 
     def test_malformed_keyword_names_the_keyword(self):
         with pytest.raises(SettingsError, match=r"^replay_url="):
@@ -486,10 +493,13 @@ class TestExporterSetting:
         )
         assert ElasticsearchLogExporter(environ={}).replay_url is None
 
-    def test_malformed(self):
+    def test_malformed(self, caplog):
+        """A bad variable is an ERROR naming it (the exporter still works, without links); a bad keyword raises."""
         from otel_openreplay.exporter import ElasticsearchLogExporter
 
-        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL="):
-            ElasticsearchLogExporter(environ={"OTEL_OPENREPLAY_REPLAY_URL": "ftp://x/3"})
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            exporter = ElasticsearchLogExporter(environ={"OTEL_OPENREPLAY_REPLAY_URL": "ftp://x/3"})
+        assert exporter.replay_url is None
+        assert "OTEL_OPENREPLAY_REPLAY_URL='ftp://x/3'" in caplog.text
         with pytest.raises(SettingsError, match=r"^replay_url="):
             ElasticsearchLogExporter(environ={}, replay_url="https://x/3?a=1")
