@@ -30,10 +30,10 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_openreplay import celery_logging
-from otel_openreplay.session import set_configured_propagate
 from otel_openreplay.capture import Capture
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.propagator import OpenReplayPropagator
+from otel_openreplay.session import set_configured_propagate
 from otel_openreplay.settings import Settings
 from otel_openreplay.span_processor import OpenReplaySpanProcessor
 

@@ -480,6 +480,42 @@ class TestLinkCommand:
         assert "--token" in err
 
 
+class TestCheckReplayLine:
+    """`es check`'s Replay line: its moment to the millisecond; an unusable variable only costs the line."""
+
+    def test_jumpto_is_exact_to_the_millisecond(self):
+        """A record at 2038-04-10T12:48:52.621Z, 1000 ms after the session's start: jumpto=1000 (float maths
+        gave 999 for this moment)."""
+        from otel_openreplay.cli.link import check_replay_link
+        from otel_openreplay.doctor import CheckReport, Generation
+        from otel_openreplay.generations import Entry, Target
+
+        session_id = flake_id(2_154_516_532_621 - 1000)
+        generation = Generation("1.21", "OpenReplay ≥ 1.21", "logs", {})
+        generation.shown.append(Entry("2038-04-10T12:48:52.621Z", "error", "boom"))
+        report = CheckReport(Target(None, session_id), "logs", "u", generations=[generation])
+        assert check_replay_link(DASHBOARD, report) == f"{DASHBOARD}/session/{session_id}?jumpto=1000"
+
+    def test_bad_variable_warns_and_the_check_goes_on(self, capsys, monkeypatch):
+        """A malformed OTEL_OPENREPLAY_REPLAY_URL: a WARNING naming it, and the check still runs (here it
+        finds no server: exit 3, not the usage error 2)."""
+        monkeypatch.setenv("OTEL_OPENREPLAY_REPLAY_URL", "https://openreplay.example.com")
+        code = cli.main(
+            ["es", "check", "--session-id", "1", "--url", "http://127.0.0.1:9", "--user", "u", "--password", "p"]
+        )
+        err = capsys.readouterr().err
+        assert code == 3
+        assert err.startswith("WARNING: OTEL_OPENREPLAY_REPLAY_URL='https://openreplay.example.com': ")
+        assert "without the Replay line" in err
+        assert "ERROR: cannot connect to Elasticsearch" in err
+
+    def test_bad_flag_stays_a_usage_error(self, capsys, monkeypatch):
+        monkeypatch.delenv("OTEL_OPENREPLAY_REPLAY_URL", raising=False)
+        code = cli.main(["es", "check", "--session-id", "1", "--url", "http://127.0.0.1:9", "--replay-url", "x"])
+        assert code == 2
+        assert capsys.readouterr().err.startswith("ERROR: --replay-url='x'")
+
+
 class TestExporterSetting:
     """The Python exporter reads the same variable, or its keyword; a bad value names which."""
 
