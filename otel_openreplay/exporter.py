@@ -187,14 +187,16 @@ class ElasticsearchLogExporter(_BaseExporter):
             _exporting.reset(token)
 
     def _export(self, batch: Sequence[Any], deadline_seconds: float) -> ExportResult:
-        pending = self._backlog
-        self._backlog = {}
+        documents: dict[str, dict[str, Any]] = {}
         for record in batch:
             if _is_own_record(record):
                 continue
             document = to_document(record, self.settings.min_severity_number, self.replay_url)
             if document is not None:
-                pending[document_id(record)] = document
+                documents[document_id(record)] = document
+        pending = self._backlog  # taken only now: nothing above can lose it
+        self._backlog = {}
+        pending.update(documents)
         if not pending:
             return ExportResult.SUCCESS
         if time.monotonic() < self._retry_at:  # still in an outage's backoff: queue, do not wait
