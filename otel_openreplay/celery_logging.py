@@ -14,8 +14,9 @@ connects to Celery's documented signals:
 * ``after_setup_task_logger`` adds them to ``celery.task``, which Celery makes non-propagating, so
   records of ``get_task_logger(...)`` loggers are exported too;
 * ``worker_process_shutdown``, sent in a prefork child as it exits, exports what the child's batch
-  processor still holds: the child ends with ``os._exit``, which skips the SDK's exit hook, so the
-  records of its last second (of every task, with ``--max-tasks-per-child 1``) would be lost.
+  processors (logs and spans) still hold, waiting at most :data:`FLUSH_TIMEOUT_SECONDS`: the child ends
+  with ``os._exit``, which skips the SDK's exit hook, so the records of its last second (of every task,
+  with ``--max-tasks-per-child 1``) would be lost.
 
 A prefork child is forked after this, so it inherits the handlers (the SDK's batch processor starts
 its thread again in the child); a child that sets logging up again (``--logfile`` with ``%i``, or a
@@ -32,15 +33,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry._logs import get_logger_provider
 
 _logger = logging.getLogger(__name__)
 
 _DISPATCH_UID = "otel_openreplay.celery_logging"
 """Celery signals connect a receiver once per ``dispatch_uid``: a second install never doubles it."""
+
+FLUSH_TIMEOUT_SECONDS = 5.0
+"""The longest a prefork child's exit waits for its logs and spans to be exported."""
 
 Unhook = Callable[[], None]
 """Disconnects what :func:`install` connected (idempotent)."""
@@ -79,11 +85,11 @@ class HandlerKeeper:
         self.remember()
 
     def remember(self, **_: Any) -> None:
-        """Take the OpenTelemetry handlers on the root logger now (the last look before Celery's setup wins)."""
+        """Take the OpenTelemetry handlers on the root logger now (the last look that finds any wins)."""
         try:
             found = tuple(handler for handler in logging.getLogger().handlers if is_otel_handler(handler))
-            with self._lock:
-                self.handlers = found
+            with self._lock:  # a later look that finds none (Celery emptied the root) keeps the earlier ones
+                self.handlers = found or self.handlers
         except Exception:  # never into Celery
             _logger.debug("otel-openreplay: could not read the root logger's handlers", exc_info=True)
 
@@ -99,21 +105,51 @@ class HandlerKeeper:
             _logger.debug("otel-openreplay: could not restore the OpenTelemetry logging handler", exc_info=True)
 
     def flush(self, **_: Any) -> None:
-        """Export what this process's logger providers still hold: the global one, and the kept handlers'
-        (read from their ``_logger_provider``, where both OpenTelemetry handlers keep it)."""
+        """Export what this process's providers still hold, waiting at most :data:`FLUSH_TIMEOUT_SECONDS`.
+
+        The providers: the global logger provider, the kept handlers' (read from their
+        ``_logger_provider``, where both OpenTelemetry handlers keep it) and the global tracer
+        provider. Each is flushed in a thread of its own (a stalled log export does not keep the spans
+        back) and the child waits for all of them together no longer than the bound: the SDK's batch
+        processors export in the caller's thread whatever timeout they are given, and a collector that
+        is down would otherwise hold every exiting child for the exporter's whole retry time.
+        """
         try:
-            providers = [
+            providers: list[Any] = []
+            for provider in (
                 get_logger_provider(),
                 *(getattr(handler, "_logger_provider", None) for handler in self.handlers),
+                trace.get_tracer_provider(),
+            ):
+                if callable(getattr(provider, "force_flush", None)) and not any(provider is p for p in providers):
+                    providers.append(provider)
+            deadline = time.monotonic() + FLUSH_TIMEOUT_SECONDS
+            timeout_millis = int(FLUSH_TIMEOUT_SECONDS * 1000)
+            threads = [
+                threading.Thread(
+                    target=_flush_one, args=(provider, timeout_millis), name="otel-openreplay-flush", daemon=True
+                )
+                for provider in providers
             ]
-            flushed: list[Any] = []
-            for provider in providers:
-                force_flush = getattr(provider, "force_flush", None)
-                if callable(force_flush) and not any(provider is done for done in flushed):
-                    flushed.append(provider)
-                    force_flush()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if any(thread.is_alive() for thread in threads):
+                _logger.warning(
+                    "otel-openreplay: telemetry not exported within %s s of the worker process's exit; "
+                    "the rest is lost (is the collector reachable?)",
+                    FLUSH_TIMEOUT_SECONDS,
+                )
         except Exception:  # never into Celery
-            _logger.debug("otel-openreplay: could not flush the logger provider", exc_info=True)
+            _logger.debug("otel-openreplay: could not flush the providers", exc_info=True)
+
+
+def _flush_one(provider: Any, timeout_millis: int) -> None:
+    try:
+        provider.force_flush(timeout_millis)
+    except Exception:  # a provider's failure is its own; the others still flush
+        _logger.debug("otel-openreplay: could not flush %r", provider, exc_info=True)
 
 
 def install() -> Unhook | None:

@@ -4,9 +4,11 @@ For services that send error logs straight to Elasticsearch instead of through a
 record (severity ≥ the threshold) becomes :func:`otel_openreplay.layout.to_document` and is written
 with the bulk helper as ``create`` with ``_id = document_id(record)``: a batch retried after a timeout
 creates nothing twice (409 on create means "already there" and counts as success). 429 and 5xx are
-retried by the helper with exponential backoff; connection failures are retried for the whole
-remaining batch until a deadline. Documents Elasticsearch refuses (a mapping conflict, a 400) are
-reported with the reason on the ``otel_openreplay.exporter`` Python logger.
+retried by the helper with exponential backoff; connection failures, timeouts and refusals of the
+whole request (any HTTP error, 401/403 included: a node answers them for a moment after it starts)
+are retried for the whole remaining batch until a deadline, then kept as an outage (below), the
+reason logged. Documents Elasticsearch refuses one by one (a mapping conflict, a 400) are reported
+with the reason on the ``otel_openreplay.exporter`` Python logger.
 
 An outage longer than the deadline loses nothing the exporter accepted, up to a bound: the unwritten
 documents wait in an in-memory backlog (``backlog_size`` documents, oldest dropped first, each drop
@@ -42,6 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, helpers
 from opentelemetry.sdk._logs.export import LogRecordExporter as _BaseExporter
 from opentelemetry.sdk._logs.export import LogRecordExportResult as ExportResult
@@ -60,7 +63,7 @@ from otel_openreplay.connection import (
 )
 from otel_openreplay.layout import document_id, to_document
 from otel_openreplay.settings import SPECS as _APP_SPECS
-from otel_openreplay.settings import read_specs
+from otel_openreplay.settings import SettingsError, read_specs
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -89,7 +92,9 @@ class ElasticsearchLogExporter(_BaseExporter):
     Every argument left ``None`` comes from its environment variable (see
     :mod:`otel_openreplay.connection`), so the class also works when the SDK builds it with no
     arguments. A bad setting raises :class:`~otel_openreplay.settings.SettingsError` here, naming the
-    variable; nothing is contacted until the first export.
+    variable, except a bad ``OTEL_OPENREPLAY_REPLAY_URL`` variable (the link is optional): that one is
+    logged at ERROR and the documents are written without links. Nothing is contacted until the first
+    export.
 
     Args:
         url, api_key, user, password, ca_certs, index, min_severity_number: connection settings,
@@ -137,8 +142,15 @@ class ElasticsearchLogExporter(_BaseExporter):
             index=index,
             min_severity_number=min_severity_number,
         )
-        replay = read_specs((_REPLAY_URL_SPEC,), environ, {"replay_url": replay_url})
-        self.replay_url: str | None = replay["replay_url"]
+        self.replay_url: str | None = None
+        try:
+            self.replay_url = read_specs((_REPLAY_URL_SPEC,), environ, {"replay_url": replay_url})["replay_url"]
+        except SettingsError as error:
+            if replay_url is not None:  # the caller's own argument: its mistake to see
+                raise
+            # The link is optional: a bad variable must not cost the app its telemetry (the SDK's
+            # configurator builds this exporter; an exception there leaves the app without any).
+            _logger.error("%s; documents are written without replay links", error)
         self._owns_client = client is None
         self._client = client or make_client(self.settings, request_timeout=request_timeout)
         self._max_retries = max_retries
@@ -175,14 +187,16 @@ class ElasticsearchLogExporter(_BaseExporter):
             _exporting.reset(token)
 
     def _export(self, batch: Sequence[Any], deadline_seconds: float) -> ExportResult:
-        pending = self._backlog
-        self._backlog = {}
+        documents: dict[str, dict[str, Any]] = {}
         for record in batch:
             if _is_own_record(record):
                 continue
             document = to_document(record, self.settings.min_severity_number, self.replay_url)
             if document is not None:
-                pending[document_id(record)] = document
+                documents[document_id(record)] = document
+        pending = self._backlog  # taken only now: nothing above can lose it
+        self._backlog = {}
+        pending.update(documents)
         if not pending:
             return ExportResult.SUCCESS
         if time.monotonic() < self._retry_at:  # still in an outage's backoff: queue, do not wait
@@ -195,27 +209,17 @@ class ElasticsearchLogExporter(_BaseExporter):
             try:
                 self._write(pending, rejected)
                 self._outage_backoff = self._initial_backoff
-            except TransportConnectionError as error:
+            except (TransportConnectionError, ConnectionTimeout, ApiError) as error:
+                # Unreachable, stalled, or refusing the whole request (401/403 while a node starts,
+                # 429/5xx after the helper's retries): an outage, the records wait for its end.
                 if time.monotonic() + wait > deadline:
-                    self._outage_backoff = min(self._outage_backoff * 2, self._max_backoff)
-                    self._retry_at = time.monotonic() + self._outage_backoff
-                    _logger.warning(
-                        "Elasticsearch at %s unreachable (%s); %d records kept to retry",
-                        redact_url(self.settings.url),
-                        error,
-                        len(pending),
-                    )
-                    self._keep(pending)
+                    self._outage(pending, _describe(error))
                     return ExportResult.FAILURE
                 time.sleep(wait)
                 wait = min(wait * 2, self._max_backoff)
-            except ApiError as error:
-                _logger.error(
-                    "Elasticsearch refused the bulk request to index %r: %s; %d records lost",
-                    self.settings.index,
-                    describe_api_error(error),
-                    len(pending),
-                )
+            except Exception as error:  # an error of no known kind: the records are kept all the same
+                _logger.debug("unexpected error writing to Elasticsearch", exc_info=True)
+                self._outage(pending, _describe(error))
                 return ExportResult.FAILURE
         if rejected:
             self._report(rejected)
@@ -241,6 +245,18 @@ class ElasticsearchLogExporter(_BaseExporter):
             if not ok and status != _CONFLICT:
                 rejected.append((str(doc_id), status, _reason(info.get("error"))))
             pending.pop(doc_id, None)
+
+    def _outage(self, pending: dict[str, dict[str, Any]], reason: str) -> None:
+        """Keep ``pending`` in the backlog and wait a growing backoff before trying Elasticsearch again."""
+        self._outage_backoff = min(self._outage_backoff * 2, self._max_backoff)
+        self._retry_at = time.monotonic() + self._outage_backoff
+        _logger.warning(
+            "Elasticsearch at %s %s; %d records kept to retry",
+            redact_url(self.settings.url),
+            reason,
+            len(pending),
+        )
+        self._keep(pending)
 
     def _report(self, rejected: list[tuple[str, int, str]]) -> None:
         for doc_id, status, reason in rejected[:REPORTED_REJECTIONS]:
@@ -317,6 +333,17 @@ def _is_own_record(record: Any) -> bool:
         scope = getattr(getattr(record, "log_record", None), "instrumentation_scope", None)
     name = getattr(scope, "name", None) or ""
     return any(name == own or name.startswith(own + ".") for own in OWN_LOGGERS)
+
+
+def _describe(error: Exception) -> str:
+    """What went wrong with a bulk request, for the outage log line (after "Elasticsearch at <url>")."""
+    if isinstance(error, ApiError):
+        return f"refused the bulk request ({describe_api_error(error)})"
+    if isinstance(error, ConnectionTimeout):
+        return f"did not answer in time (ConnectionTimeout: {error})"
+    if isinstance(error, TransportConnectionError):
+        return f"unreachable ({error})"
+    return f"failed ({type(error).__name__}: {error})"
 
 
 def _reason(error: Any) -> str:

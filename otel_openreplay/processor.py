@@ -30,7 +30,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk._logs import LogRecordProcessor
 
@@ -42,6 +41,7 @@ from otel_openreplay.session import (
     Session,
     apply_prefix,
     prefix_for,
+    session_in_baggage,
 )
 from otel_openreplay.settings import Settings
 
@@ -113,7 +113,7 @@ class OpenReplayLogProcessor(LogRecordProcessor):
                 if seen[0] is ctx:
                     found = seen[1]
                 else:
-                    found = _session_in_baggage(ctx)
+                    found = session_in_baggage(ctx)
                     self._last_context = (ctx, found)
                 if found is None:
                     found = _session_in_attributes(record.attributes)
@@ -158,17 +158,6 @@ def _remove(attributes: Any, keys: tuple[str, ...]) -> None:
     for key in keys:
         if key in attributes:
             del attributes[key]
-
-
-def _session_in_baggage(ctx: Context) -> Session | None:
-    """A session that came in W3C baggage (a client can set it there directly): validated, or None."""
-    entries = baggage.get_all(ctx)
-    if entries:
-        token = entries.get(TOKEN_KEY)
-        session_id = entries.get(SESSION_ID_KEY)
-        if token is not None or session_id is not None:
-            return Session.of(token, session_id)
-    return None
 
 
 def _session_in_attributes(attributes: Any) -> Session | None:

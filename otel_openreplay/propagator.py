@@ -62,9 +62,11 @@ class OpenReplayPropagator(TextMapPropagator):
         self._id_headers_any_case = _with_lowercase(settings.session_id_headers)
         self._wsgi_token_keys = tuple(_wsgi_key(name) for name in settings.token_headers)
         self._wsgi_id_keys = tuple(_wsgi_key(name) for name in settings.session_id_headers)
-        self._asgi_token_names = frozenset(name.lower().encode("latin-1") for name in settings.token_headers)
-        self._asgi_id_names = frozenset(name.lower().encode("latin-1") for name in settings.session_id_headers)
-        self._asgi_names = self._asgi_token_names | self._asgi_id_names
+        self._asgi_names = frozenset(name.lower().encode("latin-1") for name in settings.token_headers) | frozenset(
+            name.lower().encode("latin-1") for name in settings.session_id_headers
+        )
+        self._asgi_token_rank = _ranks(settings.token_headers)
+        self._asgi_id_rank = _ranks(settings.session_id_headers)
         self._asgi_lengths = frozenset(len(name) for name in self._asgi_names)
         self._plain_names = frozenset(self._token_headers_any_case + self._id_headers_any_case)
         self._propagate = settings.propagate
@@ -164,6 +166,12 @@ class OpenReplayPropagator(TextMapPropagator):
     def _read_asgi(self, headers: Any) -> tuple[str | None, str | None]:
         token: str | None = None
         session_id: str | None = None
+        # The header each value came from: with two configured spellings present, the getter's
+        # name-by-name read takes the one configured first (the first value under that name).
+        token_name: bytes | None = None
+        session_id_name: bytes | None = None
+        token_rank = self._asgi_token_rank
+        id_rank = self._asgi_id_rank
         names = self._asgi_names
         lengths = self._asgi_lengths
         for raw_name, raw_value in headers:
@@ -175,10 +183,14 @@ class OpenReplayPropagator(TextMapPropagator):
                 name = str(raw_name).lower().encode("latin-1")
             if name not in names:
                 continue
-            if token is None and name in self._asgi_token_names:
-                token = _decode(raw_value)
-            elif session_id is None and name in self._asgi_id_names:
-                session_id = _decode(raw_value)
+            if name in token_rank and (
+                token_name is None or (name != token_name and token_rank[name] < token_rank[token_name])
+            ):
+                token, token_name = _decode(raw_value), name
+            if name in id_rank and (
+                session_id_name is None or (name != session_id_name and id_rank[name] < id_rank[session_id_name])
+            ):
+                session_id, session_id_name = _decode(raw_value), name
         return token, session_id
 
     def inject(
@@ -246,6 +258,14 @@ def _with_lowercase(headers: tuple[str, ...]) -> tuple[str, ...]:
             if spelling not in out:
                 out.append(spelling)
     return tuple(out)
+
+
+def _ranks(headers: tuple[str, ...]) -> dict[bytes, int]:
+    """Each lowercased ASGI header name's place in ``headers`` (a name listed twice keeps its first place)."""
+    ranks: dict[bytes, int] = {}
+    for place, name in enumerate(headers):
+        ranks.setdefault(name.lower().encode("latin-1"), place)
+    return ranks
 
 
 def _wsgi_key(header: str) -> str:

@@ -39,14 +39,16 @@ _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))
 # RE2's \s is [\t\n\f\r ]: spelt out, so both export paths keep exactly the same links.
 _KEPT_LINK = re.compile(r'https?://[^\t\n\f\r "]+/session/([0-9]{1,20})(?:\?jumpto=[0-9]+)?')
 _MAX_LINKS = 4096
+_PROJECT_PATH = re.compile(r"/[0-9]+\Z")
 
 
 def parse_replay_url(name: str, raw: str) -> str | None:
     """Validate the dashboard URL with its project (``https://host/3``); ``None`` when empty (feature off).
 
-    Accepted: an absolute ``http://`` or ``https://`` URL with a host, no query, no fragment and no
-    whitespace; surrounding whitespace is ignored and a trailing ``/`` is dropped. Anything else raises
-    ``SettingsError`` (from :mod:`otel_openreplay.settings`) naming ``name``.
+    Accepted: an absolute ``http://`` or ``https://`` URL with a host whose path ends with the numeric
+    project id (``/3``, ``/openreplay/3``), no query, no fragment and no whitespace; surrounding
+    whitespace is ignored and a trailing ``/`` is dropped. Anything else raises ``SettingsError`` (from
+    :mod:`otel_openreplay.settings`) naming ``name``, with an example.
     """
     from otel_openreplay.settings import SettingsError  # both modules import only the standard library
 
@@ -65,6 +67,8 @@ def parse_replay_url(name: str, raw: str) -> str | None:
         raise SettingsError(f"{name}={value!r}: not an absolute http(s) URL with a host; {expected}")
     if "?" in value or "#" in value:
         raise SettingsError(f"{name}={value!r}: has a query or fragment; {expected}")
+    if not _PROJECT_PATH.search(parts.path.rstrip("/")):
+        raise SettingsError(f"{name}={value!r}: the path does not end with the numeric project id; {expected}")
     return value.rstrip("/")
 
 
@@ -165,9 +169,5 @@ class ReplayLinks:
                 self._cache.clear()
             self._cache[session_id] = cached
         base, start = cached
-        if not time_unix_nano or start is None:
-            return base
-        offset = time_unix_nano // 1_000_000 - start
-        if 0 <= offset <= MAX_JUMPTO_MS:
-            return f"{base}?jumpto={offset}"
-        return base
+        offset = jumpto_ms(start, time_unix_nano)
+        return base if offset is None else f"{base}?jumpto={offset}"

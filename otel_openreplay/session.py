@@ -16,6 +16,8 @@ session that arrived in a W3C ``baggage`` header), which they validate.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,14 +143,18 @@ def current_session(ctx: Context | None = None) -> Session | None:
     local = context.get_value(CONTEXT_KEY, ctx)
     if local is not None:
         return local if isinstance(local, Session) else None
+    return session_in_baggage(ctx)
+
+
+def session_in_baggage(ctx: Context | None = None) -> Session | None:
+    """A session that came in W3C baggage (a client can set it there directly): validated, or ``None``."""
     entries = baggage.get_all(ctx)
-    if not entries:
-        return None
-    token = entries.get(TOKEN_KEY)
-    session_id = entries.get(SESSION_ID_KEY)
-    if token is None and session_id is None:
-        return None
-    return Session.of(token, session_id)
+    if entries:
+        token = entries.get(TOKEN_KEY)
+        session_id = entries.get(SESSION_ID_KEY)
+        if token is not None or session_id is not None:
+            return Session.of(token, session_id)
+    return None
 
 
 def with_session(session: Session, ctx: Context | None = None, *, propagate: bool = True) -> Context:
@@ -181,7 +187,11 @@ def session(
 
     Logs emitted inside the block carry the session exactly as a request's would. Invalid values are
     dropped (the block then runs without a session and ``None`` is yielded), never raised.
-    ``propagate`` defaults to the ``OTEL_OPENREPLAY_PROPAGATE`` setting.
+    ``propagate`` defaults to the setting of the active :func:`otel_openreplay.configure` (so
+    ``configure(propagate=False)`` holds here too); with nothing configured, to the
+    ``OTEL_OPENREPLAY_PROPAGATE`` variable. A bad value there is logged once at ERROR, naming the
+    variable, and the block runs with ``propagate=False``: the session still tags the block's logs but
+    never leaves the process (a privacy setting is never silently replaced by the permissive default).
 
     An exception escaping the block remembers the session, so an error logged for it later, outside
     the block (an uncaught-exception hook, a caller's ``except``), still carries it.
@@ -196,9 +206,7 @@ def session(
         yield None
         return
     if propagate is None:
-        from otel_openreplay.settings import Settings
-
-        propagate = Settings.from_env().propagate
+        propagate = _default_propagate()
     token_ = context.attach(with_session(found, propagate=propagate))
     try:
         yield found
@@ -207,6 +215,37 @@ def session(
         raise
     finally:
         context.detach(token_)
+
+
+_configured_propagate: list[bool] = []
+"""The ``propagate`` setting of the active :func:`otel_openreplay.configure` (set and cleared by
+:mod:`otel_openreplay.wiring`, which this module may not import); empty when nothing is configured."""
+_reported_bad_env: list[str] = []
+
+
+def set_configured_propagate(value: bool | None) -> None:
+    """Record the active wiring's ``propagate`` setting (``None``: nothing configured any more)."""
+    _configured_propagate[:] = [] if value is None else [value]
+
+
+def _default_propagate() -> bool:
+    """``propagate`` of the active wiring; else ``OTEL_OPENREPLAY_PROPAGATE``; ``False`` if that is bad."""
+    configured = _configured_propagate
+    if configured:
+        return configured[0]
+    from otel_openreplay.settings import OTEL_OPENREPLAY_PROPAGATE, SPECS, SettingsError, read_specs
+
+    try:
+        specs = tuple(spec for spec in SPECS if spec.env == OTEL_OPENREPLAY_PROPAGATE)
+        return bool(read_specs(specs, None, {})["propagate"])
+    except SettingsError as error:
+        raw = os.environ.get(OTEL_OPENREPLAY_PROPAGATE, "")
+        if _reported_bad_env != [raw]:  # once per bad value, not once per job
+            _reported_bad_env[:] = [raw]
+            logging.getLogger(__name__).error(
+                "otel-openreplay: %s; sessions of otel_openreplay.session() stay in the process", error
+            )
+        return False
 
 
 _EXCEPTION_ATTR = "__otel_openreplay_session__"

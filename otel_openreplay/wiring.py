@@ -33,6 +33,7 @@ from otel_openreplay import celery_logging
 from otel_openreplay.capture import Capture
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.propagator import OpenReplayPropagator
+from otel_openreplay.session import set_configured_propagate
 from otel_openreplay.settings import Settings
 from otel_openreplay.span_processor import OpenReplaySpanProcessor
 
@@ -77,6 +78,7 @@ class Wiring:
                 self._capture = None
             if _active.get("wiring") is self:
                 del _active["wiring"]
+                set_configured_propagate(None)
 
 
 _active: dict[str, Wiring] = {}
@@ -126,6 +128,7 @@ def configure(
         if unhook_celery is not None:
             wiring._unhooks.append(unhook_celery)
         _active["wiring"] = wiring
+        set_configured_propagate(resolved.propagate)  # session()'s default follows it
         _logger.debug("otel-openreplay configured: %s", resolved.describe())
         return wiring
 

@@ -12,15 +12,26 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from celery import Celery, signals
 from celery.app.log import Logging
 from celery.utils.log import get_task_logger
+from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_openreplay import celery_logging
 from otel_openreplay.celery_logging import HandlerKeeper, is_otel_handler
@@ -209,6 +220,19 @@ class TestNeverTwice:
         get_task_logger("shop.tasks").error("once")
         assert bodies(pipeline) == ["once"]
 
+    def test_a_later_look_finding_none_keeps_the_earlier_handlers(
+        self, app: Celery, handler: logging.Handler, pipeline: LogPipeline, unhook: list[celery_logging.Unhook]
+    ) -> None:
+        """A signal that finds the root logger already emptied (a second ``celeryd_init``, a late import)
+        does not forget the handlers seen before: Celery's setup still gets them back."""
+        install(unhook)
+        logging.getLogger().removeHandler(handler)
+        signals.celeryd_init.send(sender="test@host", instance=None, conf=app.conf, options={})
+        worker_logging_setup(app)
+        assert otel_handlers(logging.getLogger()) == [handler]
+        logging.getLogger("shop.receipts").error("still exported")
+        assert bodies(pipeline) == ["still exported"]
+
     def test_propagating_task_logger_gets_no_copy(self, handler: logging.Handler) -> None:
         """A task logger whose records already reach the root's handler is left alone."""
         keeper = HandlerKeeper()
@@ -236,16 +260,100 @@ class TestChildExit:
         finally:
             provider.shutdown()
 
+    def test_worker_process_shutdown_exports_the_spans_too(
+        self, unhook: list[celery_logging.Unhook], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The child's spans still in the batch span processor are exported at its exit as well."""
+        spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider(shutdown_on_exit=False)
+        tracer_provider.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=60_000))
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", tracer_provider)  # the global one, as the SDK sets it
+        try:
+            install(unhook)
+            with tracer_provider.get_tracer("shop").start_as_current_span("charge_card"):
+                pass
+            assert spans.get_finished_spans() == ()
+            signals.worker_process_shutdown.send(sender="test@host", pid=os.getpid(), exitcode=0)
+            assert [span.name for span in spans.get_finished_spans()] == ["charge_card"]
+        finally:
+            tracer_provider.shutdown()
+
+    def test_a_stalled_export_does_not_hold_the_exit(
+        self, unhook: list[celery_logging.Unhook], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A log export that never returns (the collector is down) holds the child's exit no longer than the
+        bound, and the spans are exported all the same; a warning says what happened."""
+        released = threading.Event()
+        stalled = _StalledExporter(released)
+        provider = LoggerProvider(shutdown_on_exit=False)
+        provider.add_log_record_processor(BatchLogRecordProcessor(stalled, schedule_delay_millis=60_000))
+        spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider(shutdown_on_exit=False)
+        tracer_provider.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=60_000))
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", tracer_provider)
+        monkeypatch.setattr(celery_logging, "FLUSH_TIMEOUT_SECONDS", 0.3)
+        handler = otel_logging_handler(provider)
+        logging.getLogger().addHandler(handler)
+        try:
+            install(unhook)
+            logging.getLogger("shop.tasks").error("the collector is down")
+            with tracer_provider.get_tracer("shop").start_as_current_span("charge_card"):
+                pass
+            exit_signal = threading.Thread(
+                target=signals.worker_process_shutdown.send,
+                kwargs={"sender": "test@host", "pid": os.getpid(), "exitcode": 0},
+                daemon=True,
+            )
+            with caplog.at_level(logging.WARNING, logger="otel_openreplay.celery_logging"):
+                exit_signal.start()
+                exit_signal.join(10)
+                assert not exit_signal.is_alive()  # returned although the log export is still stuck
+            assert stalled.started.is_set()
+            assert [span.name for span in spans.get_finished_spans()] == ["charge_card"]
+            assert "not exported within 0.3 s" in caplog.text
+        finally:
+            released.set()
+            logging.getLogger().removeHandler(handler)
+            provider.shutdown()
+            tracer_provider.shutdown()
+
+
+class _StalledExporter(LogRecordExporter):
+    """A log exporter whose export blocks until released, like one waiting on a collector that is down."""
+
+    def __init__(self, released: threading.Event) -> None:
+        self.started = threading.Event()
+        self._released = released
+
+    def export(self, batch: Any) -> LogRecordExportResult:
+        self.started.set()
+        self._released.wait(30)
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self._released.set()
+
 
 class TestNeverRaises:
-    def test_failing_logger(self, handler: logging.Handler) -> None:
-        """A logger that refuses the handler: the receiver logs at DEBUG and returns."""
+    def test_failing_logger(self, handler: logging.Handler, caplog: pytest.LogCaptureFixture) -> None:
+        """A logger that refuses the handler: the receiver logs at DEBUG, with the cause, and returns."""
 
         class Refusing(logging.Logger):
             def addHandler(self, hdlr: logging.Handler) -> None:
-                raise RuntimeError("no")
+                raise RuntimeError("no handlers here")
 
-        HandlerKeeper().restore(logger=Refusing("refusing"))
+        refusing = Refusing("refusing")
+        with caplog.at_level(logging.DEBUG, logger="otel_openreplay.celery_logging"):
+            HandlerKeeper().restore(logger=refusing)
+        (report,) = [r for r in caplog.records if r.name == "otel_openreplay.celery_logging"]
+        assert report.levelno == logging.DEBUG
+        assert report.getMessage() == "otel-openreplay: could not restore the OpenTelemetry logging handler"
+        assert report.exc_info is not None
+        assert str(report.exc_info[1]) == "no handlers here"
+        assert refusing.handlers == []
 
     def test_unexpected_arguments(self, handler: logging.Handler) -> None:
         """Whatever Celery passes (no logger, extra keywords), the receivers return normally."""

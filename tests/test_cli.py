@@ -79,6 +79,16 @@ class TestUsage:
         assert code == 3
         assert "cannot connect" in err
 
+    def test_timeout_is_a_connection_failure(self):
+        """A server that took the connection but never answered: exit 3 (connect) with a tip, not 1 (nothing found)."""
+        from elasticsearch import ConnectionTimeout
+
+        message, tip, code = cli.explain_error(ConnectionTimeout("Connection timed out"))
+        assert code == 3
+        assert message == "Elasticsearch did not answer in time: Connection timed out"
+        assert "$OPENREPLAY_ES_URL" in tip
+        assert "not overloaded" in tip
+
     def test_module_entry(self):
         """`python -m otel_openreplay` is the same command."""
         done = subprocess.run(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
+import json
 import logging
+import socket
 import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 import pytest
@@ -232,16 +237,61 @@ class TestExporterUnit:
         exporter.shutdown()
 
     def test_unexpected_error_is_contained(self, monkeypatch, caplog):
-        """Any exception inside export becomes FAILURE and a log line."""
+        """Any exception while writing becomes FAILURE and a log line; the records stay in the backlog."""
         exporter = ElasticsearchLogExporter(unreachable_url(), environ={})
 
         def boom(pending, rejected):
             raise RuntimeError("surprise")
 
         monkeypatch.setattr(exporter, "_write", boom)
-        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+        with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
             assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
-        assert "surprise" in caplog.text
+        assert "RuntimeError: surprise" in caplog.text
+        assert "1 records kept to retry" in caplog.text
+        assert exporter.backlog == 1
+        exporter.shutdown(timeout_millis=100)
+
+    def test_stalled_server_keeps_the_batch_and_the_backlog(self, caplog):
+        """A server that accepts but never answers (a request timeout) is an outage: nothing is dropped."""
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(16)  # the kernel accepts the connections; nobody ever answers
+            url = f"http://127.0.0.1:{server.getsockname()[1]}"
+            exporter = ElasticsearchLogExporter(url, request_timeout=0.2, deadline=0.0, environ={})
+            golden = [case for case in cases() if case.document is not None][:2]
+            with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
+                assert exporter.export([sdk_record(golden[0].record)]) == ExportResult.FAILURE
+                assert exporter.backlog == 1
+                exporter._retry_at = 0.0  # the outage's backoff over: the next export tries again
+                assert exporter.export([sdk_record(golden[1].record)]) == ExportResult.FAILURE
+            assert exporter.backlog == 2  # the new batch and the backlog
+            assert "ConnectionTimeout" in caplog.text
+            assert "lost" not in caplog.text
+            exporter.shutdown(timeout_millis=100)
+
+    @pytest.mark.parametrize("status", [401, 403, 400, 503])
+    def test_refused_request_keeps_the_records(self, status, caplog):
+        """A whole bulk request refused (401/403 while a node starts, or any other status): kept, reason logged."""
+        with _answering(status) as url:
+            exporter = ElasticsearchLogExporter(url, deadline=0.0, max_retries=0, environ={})
+            with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
+                assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
+            assert exporter.backlog == 1
+            assert f"HTTP {status}" in caplog.text
+            assert "1 records kept to retry" in caplog.text
+            exporter.shutdown(timeout_millis=100)
+
+    def test_bad_replay_url_variable_is_logged_not_raised(self, caplog):
+        """OTEL_OPENREPLAY_REPLAY_URL malformed: the exporter is built (the SDK's configurator must not fail),
+        an ERROR names the variable, and documents are written without links."""
+        env = {"OTEL_OPENREPLAY_REPLAY_URL": "https://openreplay.example.com"}
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            exporter = ElasticsearchLogExporter(unreachable_url(), environ=env)
+        assert exporter.replay_url is None
+        assert "OTEL_OPENREPLAY_REPLAY_URL=" in caplog.text
+        assert "without replay links" in caplog.text
+        with pytest.raises(SettingsError, match=r"^replay_url="):  # the caller's own bad argument still raises
+            ElasticsearchLogExporter(unreachable_url(), replay_url="https://openreplay.example.com", environ={})
         exporter.shutdown()
 
     def test_shutdown(self):
@@ -251,6 +301,36 @@ class TestExporterUnit:
         exporter.shutdown()
         exporter.shutdown()
         assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
+
+
+@contextlib.contextmanager
+def _answering(status: int) -> Iterator[str]:
+    """A loopback HTTP server answering every request with ``status`` and an Elasticsearch error body."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"error": {"type": "security_exception", "reason": "not yet"}, "status": status})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Elastic-Product", "Elasticsearch")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_PUT = do_GET = do_POST
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- against a real Elasticsearch -----------------------------------------------------------------------------
@@ -408,12 +488,15 @@ class TestExporterAgainstElasticsearch:
         assert "parsing_exception" in reports[0].getMessage()
 
     def test_refused_credentials_fail_the_batch(self, es_node, caplog):
-        """A key Elasticsearch does not know: FAILURE and the HTTP status logged."""
-        exporter = ElasticsearchLogExporter(es_node.url, api_key=ENCODED, index=_index_name("x"), environ={})
-        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+        """A key Elasticsearch does not know: FAILURE, the HTTP status logged, the record kept to retry."""
+        exporter = ElasticsearchLogExporter(
+            es_node.url, api_key=ENCODED, index=_index_name("x"), deadline=0.0, environ={}
+        )
+        with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
             assert exporter.export([sdk_record(cases()[0].record)]) == ExportResult.FAILURE
         assert "HTTP 401" in caplog.text
-        exporter.shutdown()
+        assert exporter.backlog == 1
+        exporter.shutdown(timeout_millis=100)
 
 
 @pytest.fixture(scope="module")

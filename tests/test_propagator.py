@@ -179,6 +179,26 @@ PLAIN_CARRIERS: list[dict[str, Any]] = [
     {"openReplaySession.id": "x] [forged"},
 ]
 
+OTHER_TOKEN = "1bq7y3xsc6hdd.0.1dj3n1ak.5Fm1u4R"
+OTHER_SESSION_ID = str(int("1bq7y3xsc6hdd", 36))
+
+TWO_SPELLINGS: list[tuple[dict[str, str], Session]] = [
+    # the second configured spelling comes first in the request: the first configured one still wins
+    (
+        {"X-OpenReplay-Session-Token": OTHER_TOKEN, "X-OpenReplay-SessionToken": TOKEN},
+        Session(TOKEN, TOKEN_SESSION_ID),
+    ),
+    (
+        {"X-OpenReplay-SessionToken": TOKEN, "X-OpenReplay-Session-Token": OTHER_TOKEN},
+        Session(TOKEN, TOKEN_SESSION_ID),
+    ),
+    # two id names: the first configured (openReplaySession.id) wins, sent second
+    (
+        {"X-OpenReplay-Session-Id": "42", "openReplaySession.id": "7", "X-OpenReplay-Session-Token": TOKEN},
+        Session(TOKEN, "7"),
+    ),
+]
+
 
 class TestReadPaths:
     """The single-pass reads of the common getters find exactly what their getter finds name by name."""
@@ -198,6 +218,25 @@ class TestReadPaths:
             assert fast == current_session(propagator().extract(scope, getter=_NameByName(asgi_getter)))
         if carrier:
             assert fast is not None or "traceparent" in carrier  # every session header spelling is found
+
+    @pytest.mark.parametrize(("carrier", "expected"), TWO_SPELLINGS)
+    def test_two_spellings_first_configured_wins(self, carrier: dict[str, str], expected: Session) -> None:
+        """A request with both token spellings (and both id names): the value of the name configured first,
+        whatever the order of the request's headers, on every read path and as the getter finds it by name."""
+        p = propagator(session_id_headers=["openReplaySession.id", "X-OpenReplay-Session-Id"])
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()]
+        scope = {"type": "http", "headers": headers}
+        environ = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in carrier.items()}
+        for reversed_order in (False, True):
+            if reversed_order:
+                scope = {"type": "http", "headers": headers[::-1]}
+            assert current_session(p.extract(scope, getter=asgi_getter)) == expected
+            assert current_session(p.extract(scope, getter=_NameByName(asgi_getter))) == expected
+        assert current_session(p.extract(environ, getter=wsgi_getter)) == expected
+        assert current_session(p.extract(environ, getter=_NameByName(wsgi_getter))) == expected
+        assert current_session(p.extract(carrier)) == expected  # a plain dict, as sent
+        assert current_session(p.extract(carrier, getter=_DefaultByName())) == expected
+        assert current_session(p.extract(dict(reversed(carrier.items())))) == expected
 
     @pytest.mark.parametrize("carrier", PLAIN_CARRIERS[:5])
     def test_wsgi_environ(self, carrier: dict[str, Any]) -> None:

@@ -250,11 +250,18 @@ class TestSetting:
             ("https://openreplay.example.com/3#top", "query or fragment"),
             ("https://openreplay example.com/3", "whitespace"),
             ("https://openreplay.example.com:99999/3", "not a URL"),
+            ("https://openreplay.example.com", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/openreplay", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/3/session", "does not end with the numeric project id"),
+            ("https://openreplay.example.com/p3", "does not end with the numeric project id"),
         ],
     )
     def test_malformed_names_the_variable(self, raw, reason):
-        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL=.*" + re.escape(reason)):
+        """The message names the variable, says what is wrong and shows a valid example."""
+        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL=.*" + re.escape(reason)) as raised:
             Settings.from_env({"OTEL_OPENREPLAY_REPLAY_URL": raw})
+        assert "e.g. https://openreplay.example.com/3" in str(raised.value)
 
     def test_malformed_keyword_names_the_keyword(self):
         with pytest.raises(SettingsError, match=r"^replay_url="):
@@ -473,6 +480,42 @@ class TestLinkCommand:
         assert "--token" in err
 
 
+class TestCheckReplayLine:
+    """`es check`'s Replay line: its moment to the millisecond; an unusable variable only costs the line."""
+
+    def test_jumpto_is_exact_to_the_millisecond(self):
+        """A record at 2038-04-10T12:48:52.621Z, 1000 ms after the session's start: jumpto=1000 (float maths
+        gave 999 for this moment)."""
+        from otel_openreplay.cli.link import check_replay_link
+        from otel_openreplay.doctor import CheckReport, Generation
+        from otel_openreplay.generations import Entry, Target
+
+        session_id = flake_id(2_154_516_532_621 - 1000)
+        generation = Generation("1.21", "OpenReplay ≥ 1.21", "logs", {})
+        generation.shown.append(Entry("2038-04-10T12:48:52.621Z", "error", "boom"))
+        report = CheckReport(Target(None, session_id), "logs", "u", generations=[generation])
+        assert check_replay_link(DASHBOARD, report) == f"{DASHBOARD}/session/{session_id}?jumpto=1000"
+
+    def test_bad_variable_warns_and_the_check_goes_on(self, capsys, monkeypatch):
+        """A malformed OTEL_OPENREPLAY_REPLAY_URL: a WARNING naming it, and the check still runs (here it
+        finds no server: exit 3, not the usage error 2)."""
+        monkeypatch.setenv("OTEL_OPENREPLAY_REPLAY_URL", "https://openreplay.example.com")
+        code = cli.main(
+            ["es", "check", "--session-id", "1", "--url", "http://127.0.0.1:9", "--user", "u", "--password", "p"]
+        )
+        err = capsys.readouterr().err
+        assert code == 3
+        assert err.startswith("WARNING: OTEL_OPENREPLAY_REPLAY_URL='https://openreplay.example.com': ")
+        assert "without the Replay line" in err
+        assert "ERROR: cannot connect to Elasticsearch" in err
+
+    def test_bad_flag_stays_a_usage_error(self, capsys, monkeypatch):
+        monkeypatch.delenv("OTEL_OPENREPLAY_REPLAY_URL", raising=False)
+        code = cli.main(["es", "check", "--session-id", "1", "--url", "http://127.0.0.1:9", "--replay-url", "x"])
+        assert code == 2
+        assert capsys.readouterr().err.startswith("ERROR: --replay-url='x'")
+
+
 class TestExporterSetting:
     """The Python exporter reads the same variable, or its keyword; a bad value names which."""
 
@@ -486,10 +529,13 @@ class TestExporterSetting:
         )
         assert ElasticsearchLogExporter(environ={}).replay_url is None
 
-    def test_malformed(self):
+    def test_malformed(self, caplog):
+        """A bad variable is an ERROR naming it (the exporter still works, without links); a bad keyword raises."""
         from otel_openreplay.exporter import ElasticsearchLogExporter
 
-        with pytest.raises(SettingsError, match=r"^OTEL_OPENREPLAY_REPLAY_URL="):
-            ElasticsearchLogExporter(environ={"OTEL_OPENREPLAY_REPLAY_URL": "ftp://x/3"})
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            exporter = ElasticsearchLogExporter(environ={"OTEL_OPENREPLAY_REPLAY_URL": "ftp://x/3"})
+        assert exporter.replay_url is None
+        assert "OTEL_OPENREPLAY_REPLAY_URL='ftp://x/3'" in caplog.text
         with pytest.raises(SettingsError, match=r"^replay_url="):
             ElasticsearchLogExporter(environ={}, replay_url="https://x/3?a=1")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+
 import pytest
 from opentelemetry import baggage, context
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.trace import TracerProvider
 
+from otel_openreplay import configure
 from otel_openreplay.session import (
     Session,
     apply_prefix,
@@ -138,6 +144,40 @@ class TestContext:
         with pytest.raises(ValueError, match="late") as caught, session(session_id=77):
             raise ValueError("late")
         assert remembered(caught.value) == Session(None, "77")
+
+    def test_session_block_follows_configure(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """configure(propagate=False) keeps a job's session out of baggage too; after undo, the variable rules."""
+        monkeypatch.delenv("OTEL_OPENREPLAY_PROPAGATE", raising=False)
+        provider = LoggerProvider(shutdown_on_exit=False)
+        wiring = configure(
+            logger_provider=provider, tracer_provider=TracerProvider(), capture_exceptions=False, propagate=False
+        )
+        try:
+            with session(token=TOKEN) as found:
+                assert dict(baggage.get_all()) == {}
+                assert current_session() == found
+        finally:
+            wiring.undo()
+            provider.shutdown()
+        with session(token=TOKEN):
+            assert baggage.get_all()["openReplaySessionToken"] == TOKEN
+
+    def test_session_block_with_a_bad_variable_stays_in_the_process(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A bad OTEL_OPENREPLAY_* value never raises into the job: one ERROR naming the variable, and the
+        session tags the block without leaving the process (propagate=False, the privacy-safe choice)."""
+        monkeypatch.setattr(importlib.import_module("otel_openreplay.session"), "_reported_bad_env", [])
+        monkeypatch.setenv("OTEL_OPENREPLAY_PROPAGATE", "perhaps")
+        monkeypatch.setenv("OTEL_OPENREPLAY_PREFIX", "everything")  # a bad value of another setting: not read here
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay"):
+            for _ in range(3):
+                with session(token=TOKEN) as found:
+                    assert current_session() == found == Session(TOKEN, TOKEN_SESSION_ID)
+                    assert dict(baggage.get_all()) == {}
+        errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "OTEL_OPENREPLAY_PROPAGATE='perhaps'" in errors[0].getMessage()
 
     def test_session_block_respects_propagate_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """OTEL_OPENREPLAY_PROPAGATE=false keeps a job's session out of baggage."""

@@ -30,9 +30,22 @@ class CliError(Exception):
 
 def explain_error(error: BaseException) -> tuple[str, str, ExitCode]:
     """Message, tip and exit code for an error from the Elasticsearch client (or anything else)."""
-    from elasticsearch import ApiError, AuthenticationException, AuthorizationException, NotFoundError
+    from elasticsearch import (
+        ApiError,
+        AuthenticationException,
+        AuthorizationException,
+        ConnectionTimeout,
+        NotFoundError,
+    )
     from elasticsearch import ConnectionError as ESConnectionError
 
+    if isinstance(error, ConnectionTimeout):  # not a ConnectionError: the server took the connection, then stalled
+        return (
+            f"Elasticsearch did not answer in time: {error}",
+            f"check that the server at --url / ${OPENREPLAY_ES_URL} is up and not overloaded (a node starting or "
+            "recovering answers slowly; try again in a minute), and that no proxy or firewall holds the request",
+            ExitCode.CONNECT,
+        )
     if isinstance(error, ESConnectionError):
         return (
             f"cannot connect to Elasticsearch: {error}",

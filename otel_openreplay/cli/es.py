@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from typing import Any
 
 from otel_openreplay.cli.errors import CliError
@@ -165,7 +166,7 @@ def _check(args: argparse.Namespace) -> int:
         since = parse_duration(args.since)
     except ValueError as error:
         raise CliError(str(error), "see `otel-openreplay es check --help`", ExitCode.USAGE) from None
-    url = replay_url(args)
+    url = _optional_replay_url(args)
     settings = _settings(args)
     with _client(settings) as client:
         report = run_check(
@@ -186,6 +187,22 @@ def _check(args: argparse.Namespace) -> int:
     if replay:
         print(f"\nReplay: {replay}")
     return int(report.exit_code)
+
+
+def _optional_replay_url(args: argparse.Namespace) -> str | None:
+    """The replay URL for the check's ``Replay:`` line; a bad variable only warns (the line is optional).
+
+    A bad ``--replay-url`` flag stays a usage error: the user asked for it on this command line.
+    """
+    from otel_openreplay.settings import SettingsError
+
+    try:
+        return replay_url(args)
+    except SettingsError as error:
+        if getattr(args, "replay_url", None) is not None:
+            raise
+        print(f"WARNING: {error}; the check runs without the Replay line", file=sys.stderr)
+        return None
 
 
 def _settings(args: argparse.Namespace) -> ConnectionSettings:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from otel_openreplay.cli.errors import CliError
 from otel_openreplay.doctor import ExitCode
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def add_command(commands: Any) -> None:
@@ -95,7 +99,8 @@ def check_replay_link(url: str | None, report: Any) -> str | None:
     if url is None or session_id is None:
         return None
     times = [parse_rfc3339(entry.time) for generation in report.generations for entry in generation.shown]
-    moments = [int(moment.timestamp() * 1000) for moment in times if moment is not None]
+    # exact integer arithmetic: a float timestamp times 1000 can land 1 ms short (2038-04-10T12:48:52.621Z)
+    moments = [(moment - _EPOCH) // _ONE_MS for moment in times if moment is not None]
     return replay_link(url, session_id, min(moments) * 1_000_000 if moments else None)
 
 
