@@ -43,16 +43,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_openreplay import layout
-from tests.conftest import otel_logging_handler
+from tests.conftest import TOKEN, otel_logging_handler
+from tests.conftest import TOKEN_SESSION_ID as TOKEN_ID
 from tests.stack import collector as stack
 from tests.stack import es
+from tests.stack.fixtures import INDEX, WRITER_ROLE, Accounts
+from tests.stack.ingest import base36, compose_session_id, session_start_ms
 
-TOKEN = "1bq7y3xsc6hdc.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
-"""A token in OpenReplay's shape: base36(session id).base36(delay).base36(expiry).base58(HMAC)."""
-TOKEN_ID = str(int("1bq7y3xsc6hdc", 36))
 PREFIX = f"[openReplaySessionToken={TOKEN}] [openReplaySession.id={TOKEN_ID}] "
 HOSTILE_TOKEN = "abc] [openReplaySessionToken=evil"
-from tests.stack.fixtures import INDEX, WRITER_ROLE, Accounts  # noqa: E402
+PLAIN_KEYS = {"@timestamp", "utc_time", "message", "tags", "level", "service", "log"}
+"""The fields of an error document with no session."""
 
 DUMMY_ES_URL = "http://127.0.0.1:9"  # for configs whose exporter is never used (debug overlay, validate)
 
@@ -141,14 +142,21 @@ def by_message(documents: list[dict[str, Any]]) -> dict[str | None, dict[str, An
     return keyed
 
 
-def debug_documents(collector: stack.Collector) -> list[dict[str, Any]]:
-    """The documents (record bodies) the debug exporter printed: lines ``Body: Map({...json...})``."""
+def debug_documents(collector: stack.Collector, service: str) -> list[dict[str, Any]]:
+    """The documents of ``service`` the debug exporter printed: lines ``Body: Map({...json...})``."""
     found = []
     for line in collector.log_text().splitlines():
         text = line.strip()
         if text.startswith("Body: Map(") and text.endswith(")"):
             found.append(json.loads(text[len("Body: Map(") : -1]))
-    return found
+    return [doc for doc in found if doc.get("service", {}).get("name") == service]
+
+
+def wait_for_debug(collector: stack.Collector, service: str, count: int) -> list[dict[str, Any]]:
+    """``service``'s documents on the debug exporter once ``count`` are there, read again 0.5 s later."""
+    wait_for(f"{count} documents on the debug exporter", lambda: len(debug_documents(collector, service)) >= count)
+    time.sleep(0.5)  # anything more (a record below error, a duplicate) would have arrived by now too
+    return debug_documents(collector, service)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
@@ -171,16 +179,33 @@ def search_service(reader: Elasticsearch, service: str, size: int = 200) -> list
     return response["hits"]["hits"]
 
 
-def wait_for_hits(reader: Elasticsearch, service: str, count: int, timeout: float = 30.0) -> list[dict]:
-    return wait_for(
+def wait_for_hits(
+    reader: Elasticsearch, service: str, count: int, timeout: float = 30.0, *, settle: float = 0.0
+) -> list[dict]:
+    """``service``'s hits once ``count`` are there; with ``settle``, read again that many seconds later."""
+    hits = wait_for(
         f"{count} documents of {service}",
         lambda: (hits := search_service(reader, service)) and len(hits) >= count and hits,
         timeout,
     )
+    if not settle:
+        return hits
+    time.sleep(settle)  # let anything that should not be there arrive, then look again
+    return search_service(reader, service)
 
 
-def es_env(node: es.ElasticsearchNode | Any, **auth: str) -> dict[str, str]:
-    return {"OPENREPLAY_ES_URL": node.url, **auth}
+def validate_env(tmp_path: Path, url: str = "https://es.example:9200") -> dict[str, str]:
+    """The variables the shipped config requires, for runs whose exporter never connects."""
+    return {"OPENREPLAY_ES_URL": url, "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
+
+
+def edited_config(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the shipped config with ``old`` (which must be in it) replaced by ``new``."""
+    text = stack.CONFIG.read_text()
+    assert old in text, old
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(text.replace(old, new))
+    return edited
 
 
 # --- pure checks -----------------------------------------------------------------------------------
@@ -209,8 +234,7 @@ def test_manifest_pins_exactly_the_components_at_one_release() -> None:
 
 def test_unset_references_names_a_typo(tmp_path: Path) -> None:
     """A misspelt required variable is named (the collector itself only complains about the field)."""
-    broken = tmp_path / "typo.yaml"
-    broken.write_text(stack.CONFIG.read_text().replace("${env:OPENREPLAY_ES_URL}", "${env:OPENREPLAY_ES_URLL}"))
+    broken = edited_config(tmp_path, "${env:OPENREPLAY_ES_URL}", "${env:OPENREPLAY_ES_URLL}")
     assert stack.unset_references(stack.CONFIG, {"OPENREPLAY_ES_URL": "http://x"}) == []
     assert stack.unset_references(broken, {"OPENREPLAY_ES_URL": "http://x"}) == ["OPENREPLAY_ES_URLL"]
 
@@ -241,9 +265,34 @@ def test_binary_has_exactly_the_manifest_components(binary: Path) -> None:
 
 @pytest.mark.e2e
 def test_validate_accepts_the_shipped_config(binary: Path, tmp_path: Path) -> None:
-    env = {"OPENREPLAY_ES_URL": "https://es.example:9200", "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
-    result = stack.validate(stack.CONFIG, env, binary=binary)
+    """`validate` passes the shipped config as it is."""
+    result = stack.validate(stack.CONFIG, validate_env(tmp_path), binary=binary)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        # A typo in the URL variable's name leaves the endpoint empty: the error says which field.
+        pytest.param(
+            "${env:OPENREPLAY_ES_URL}",
+            "${env:OPENREPLAY_ES_URLL}",
+            ["exporters::elasticsearch/openreplay", "endpoint"],
+            id="misspelt-variable",
+        ),
+        # validate compiles every OTTL statement: a misspelt function is named.
+        pytest.param("Nanosecond(log.time)", "Nanosecnd(log.time)", ["Nanosecnd"], id="misspelt-ottl-function"),
+    ],
+)
+def test_validate_fails_loudly_on_a_broken_copy(
+    binary: Path, tmp_path: Path, old: str, new: str, named: list[str]
+) -> None:
+    """A broken copy of the config fails `validate`, whose error names what is wrong."""
+    result = stack.validate(edited_config(tmp_path, old, new), validate_env(tmp_path), binary=binary)
+    assert result.returncode != 0
+    for name in named:
+        assert name in result.stderr, name
 
 
 MERGE_GATE = "--feature-gates=confmap.enableMergeAppendOption"
@@ -253,7 +302,7 @@ EXISTING = stack.REPO / "tests" / "fixtures" / "collector" / "existing-config.ya
 @pytest.mark.e2e
 def test_merges_into_an_existing_config_as_the_readme_says(binary: Path, tmp_path: Path) -> None:
     """The README's recipe: our file, then the team's own, lists appended: both pipelines, all extensions."""
-    env = {"OPENREPLAY_ES_URL": "https://es.example:9200", "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
+    env = validate_env(tmp_path)
     configs = ["--config", str(stack.CONFIG), "--config", str(EXISTING), MERGE_GATE]
     checked = subprocess.run([binary, "validate", *configs], env=env, capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
@@ -275,7 +324,7 @@ def test_merging_without_the_append_gate_fails_at_start(binary: Path, tmp_path: 
         .replace("localhost:4318", f"localhost:{http}")
         .replace("localhost:13133", f"localhost:{health}")
     )
-    env = {"OPENREPLAY_ES_URL": DUMMY_ES_URL, "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
+    env = validate_env(tmp_path, DUMMY_ES_URL)
     assert stack.validate([stack.CONFIG, existing], env, binary=binary).returncode == 0
     started = subprocess.run(
         [binary, "--config", str(stack.CONFIG), "--config", str(existing)],
@@ -287,29 +336,6 @@ def test_merging_without_the_append_gate_fails_at_start(binary: Path, tmp_path: 
     )
     assert started.returncode != 0
     assert "no storage client extension found" in started.stderr
-
-
-@pytest.mark.e2e
-def test_validate_fails_loudly_on_a_misspelt_variable(binary: Path, tmp_path: Path) -> None:
-    """A typo in the URL variable's name leaves the endpoint empty: validate fails and says which field."""
-    broken = tmp_path / "typo.yaml"
-    broken.write_text(stack.CONFIG.read_text().replace("${env:OPENREPLAY_ES_URL}", "${env:OPENREPLAY_ES_URLL}"))
-    env = {"OPENREPLAY_ES_URL": "https://es.example:9200", "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
-    result = stack.validate(broken, env, binary=binary)
-    assert result.returncode != 0
-    assert "exporters::elasticsearch/openreplay" in result.stderr
-    assert "endpoint" in result.stderr
-
-
-@pytest.mark.e2e
-def test_validate_parses_every_ottl_statement(binary: Path, tmp_path: Path) -> None:
-    """validate compiles the OTTL: a misspelt function fails it, naming the function."""
-    broken = tmp_path / "ottl.yaml"
-    broken.write_text(stack.CONFIG.read_text().replace("Nanosecond(log.time)", "Nanosecnd(log.time)"))
-    env = {"OPENREPLAY_ES_URL": "https://es.example:9200", "OPENREPLAY_QUEUE_DIR": str(tmp_path / "q")}
-    result = stack.validate(broken, env, binary=binary)
-    assert result.returncode != 0
-    assert "Nanosecnd" in result.stderr
 
 
 # --- the OTTL output, on the debug exporter --------------------------------------------------------
@@ -373,18 +399,8 @@ def test_ottl_documents_equal_the_python_layout(debug_collector: stack.Collector
     with sending(debug_collector, service=f"layout-{secrets.token_hex(3)}") as sender:
         count = _send_layout_cases(sender)
         expected = sender.expected()
-        marker = sender.service
-    documents = wait_for(
-        f"{count} documents on the debug exporter",
-        lambda: (
-            (docs := [d for d in debug_documents(debug_collector) if d.get("service", {}).get("name") == marker])
-            and len(docs) >= count
-            and docs
-        ),
-    )
-    time.sleep(0.5)  # anything below error would have arrived by now too
-    documents = [d for d in debug_documents(debug_collector) if d.get("service", {}).get("name") == marker]
-    got = by_message(documents)
+        service = sender.service
+    got = by_message(wait_for_debug(debug_collector, service, count))
     assert len(expected) == count
     assert set(got) == set(expected)
     for message, document in expected.items():
@@ -400,13 +416,8 @@ def test_ottl_rules_by_example(debug_collector: stack.Collector) -> None:
         sender.emit("hostile", attributes={"openReplaySessionToken": HOSTILE_TOKEN})
         sender.emit("at", timestamp=1_764_166_054_000_000_000)
         service = sender.service
-    docs = wait_for(
-        "4 documents",
-        lambda: (
-            len(d := [x for x in debug_documents(debug_collector) if x["service"]["name"] == service]) == 4
-            and by_message(d)
-        ),
-    )
+    docs = by_message(wait_for_debug(debug_collector, service, 4))
+    assert len(docs) == 4
     plain = docs[f"{PREFIX}plain"]
     assert plain["openReplaySessionToken"] == TOKEN
     assert plain["openReplaySession"] == {"id": TOKEN_ID}
@@ -416,7 +427,7 @@ def test_ottl_rules_by_example(debug_collector: stack.Collector) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", plain["@timestamp"])
     assert plain["utc_time"] == plain["@timestamp"]
     assert f"{PREFIX}prefixed" in docs
-    assert docs["hostile"].keys() == {"@timestamp", "utc_time", "message", "tags", "level", "service", "log"}
+    assert docs["hostile"].keys() == PLAIN_KEYS
     assert docs["at"]["@timestamp"] == "2025-11-26T14:07:34.000Z"
 
 
@@ -431,9 +442,7 @@ def test_known_difference_session_id_beyond_int64(debug_collector: stack.Collect
         sender.emit("overflow", attributes={"openReplaySessionToken": token})
         service = sender.service
         (python_doc,) = sender.expected().values()
-    (doc,) = wait_for(
-        "1 document", lambda: [x for x in debug_documents(debug_collector) if x["service"]["name"] == service]
-    )
+    (doc,) = wait_for_debug(debug_collector, service, 1)
     assert python_doc["openReplaySession"]["id"] == str(int("2zzzzzzzzzzzz", 36))
     assert "openReplaySession" not in doc
     assert doc["message"] == f"[openReplaySessionToken={token}] overflow"
@@ -447,13 +456,6 @@ def es_collector(binary: Path, accounts: Accounts) -> Iterator[stack.Collector]:
     """The shipped config, basic auth as the writer (OPENREPLAY_ES_API_KEY unset: its empty default)."""
     with stack.Collector(stack.CONFIG, accounts.basic_env(), binary=binary) as running:
         yield running
-
-
-@pytest.fixture
-def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
-    client = accounts.reader_client()
-    yield client
-    client.close()
 
 
 @pytest.mark.e2e
@@ -470,9 +472,7 @@ def test_documents_in_elasticsearch_follow_the_contract(es_collector: stack.Coll
         sender.log_exception("payment failed")
         expected = sender.expected()
         service = sender.service
-    hits = wait_for_hits(reader, service, 5)
-    time.sleep(1.5)  # let anything that should not be there arrive, then look again
-    hits = search_service(reader, service)
+    hits = wait_for_hits(reader, service, 5, settle=1.5)
     docs = by_message([hit["_source"] for hit in hits])
     assert len(hits) == 5
     assert set(docs) == set(expected)
@@ -484,7 +484,7 @@ def test_documents_in_elasticsearch_follow_the_contract(es_collector: stack.Coll
     assert session["openReplaySession"] == {"id": TOKEN_ID}
     assert f"{PREFIX}already prefixed" in docs  # once, not twice
     plain = docs["no session here"]
-    assert set(plain) == {"@timestamp", "utc_time", "message", "tags", "level", "service", "log"}
+    assert set(plain) == PLAIN_KEYS
     assert all(doc["level"] == "error" and doc["tags"] == ["error"] for doc in docs.values())
     assert not any("just info" in m or "just a warning" in m for m in docs)
     hostile = docs["hostile attribute"]
@@ -533,9 +533,8 @@ def test_a_replayed_batch_creates_no_duplicates(es_collector: stack.Collector, r
         again.export(records)
         again.export(records)
         again.shutdown()
-    wait_for_hits(reader, service, 3)
-    time.sleep(1.5)
-    assert sorted(hit["_source"]["message"] for hit in search_service(reader, service)) == [
+    hits = wait_for_hits(reader, service, 3, settle=1.5)
+    assert sorted(hit["_source"]["message"] for hit in hits) == [
         "replayed 0",
         "replayed 1",
         "replayed 2",
@@ -608,9 +607,8 @@ def test_sigkill_while_queued_loses_and_duplicates_nothing(binary: Path) -> None
             collector.start()
             collector.wait_ready()
             with contextlib.closing(accounts.reader_client()) as reader:
-                wait_for_hits(reader, service, count + 1, timeout=60)
-                time.sleep(3)  # any duplicate would arrive by now
-                messages = [hit["_source"]["message"] for hit in search_service(reader, service)]
+                hits = wait_for_hits(reader, service, count + 1, timeout=60, settle=3)  # any duplicate by then
+                messages = [hit["_source"]["message"] for hit in hits]
         finally:
             collector.remove()
     assert sorted(messages) == ["before the outage"] + [f"queued {n:02d}" for n in range(count)]
@@ -619,21 +617,27 @@ def test_sigkill_while_queued_loses_and_duplicates_nothing(binary: Path) -> None
 # --- the replay link (openReplaySession.url) -------------------------------------------------------
 
 REPLAY_BASE = "https://openreplay.example.com/3"
-FLAKE_EPOCH_MS = 1_550_000_000_000
 
 
-def flake_id(start_ms: int, shard: int = 7, seq: int = 1) -> str:
-    """A session id as OpenReplay makes them: (start - 1550000000000) << 24 | shard << 8 | seq."""
-    return str((start_ms - FLAKE_EPOCH_MS) << 24 | shard << 8 | seq)
+def flake_id(start_ms: int) -> str:
+    """A session id as OpenReplay makes them, for a session started at ``start_ms``."""
+    return str(compose_session_id(start_ms, 7, 1))
 
 
-def _b36(number: int) -> str:
-    digits, out = "0123456789abcdefghijklmnopqrstuvwxyz", ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if number == 0:
-            return out
+def send_cases(
+    collector: stack.Collector, reader: Elasticsearch, cases: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, int]]:
+    """One record per case, its name as the message: the hits, the documents by case, when each was sent (ms)."""
+    sent_ms = {}
+    with sending(collector) as sender:
+        for message, attributes in cases.items():
+            sent_ms[message] = int(time.time() * 1000)
+            sender.emit(message, attributes=attributes)
+        service = sender.service
+    hits = wait_for_hits(reader, service, len(cases))
+    docs = {hit["_source"]["message"].rpartition("] ")[2]: layout.expand_dotted(hit["_source"]) for hit in hits}
+    assert set(docs) == set(cases)
+    return hits, docs, sent_ms
 
 
 def _epoch_ms(rfc3339: str) -> int:
@@ -654,8 +658,8 @@ def test_replay_link_with_the_variable_set(binary: Path, accounts: Accounts, rea
     moment (jumpto = the record's time minus the start encoded in the flake id) when that is 0 to 24 h."""
     now_ms = int(time.time() * 1000)
     recent = flake_id(now_ms - 90_000)  # started 90 s ago
-    derived = (now_ms - 600_000 - FLAKE_EPOCH_MS) << 24 | 3 << 8  # started 10 min ago, only in a token
-    token = f"{_b36(derived)}.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
+    derived = compose_session_id(now_ms - 600_000, 3, 0)  # started 10 min ago, only in a token
+    token = f"{base36(derived)}.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"
     cases = {
         "recent session": {"openReplaySession.id": recent},
         "recent session as an int": {"openReplaySession.id": int(recent)},
@@ -671,15 +675,8 @@ def test_replay_link_with_the_variable_set(binary: Path, accounts: Accounts, rea
         "no session": {},
     }
     env = {**accounts.basic_env(), "OTEL_OPENREPLAY_REPLAY_URL": REPLAY_BASE + "/"}  # trailing / is dropped
-    with stack.Collector(stack.CONFIG, env, binary=binary) as collector, sending(collector) as sender:
-        sent_ms = {}
-        for message, attributes in cases.items():
-            sent_ms[message] = int(time.time() * 1000)
-            sender.emit(message, attributes=attributes)
-        service = sender.service
-        hits = wait_for_hits(reader, service, len(cases))
-    docs = {hit["_source"]["message"].rpartition("] ")[2]: layout.expand_dotted(hit["_source"]) for hit in hits}
-    assert set(docs) == set(cases)
+    with stack.Collector(stack.CONFIG, env, binary=binary) as collector:
+        hits, docs, sent_ms = send_cases(collector, reader, cases)
 
     def link(message: str) -> str:
         return str(docs[message]["openReplaySession"]["url"])
@@ -687,7 +684,7 @@ def test_replay_link_with_the_variable_set(binary: Path, accounts: Accounts, rea
     for message in ("recent session", "recent session as an int", "ignores a sent link", "token only"):
         doc = docs[message]
         session = doc["openReplaySession"]["id"]
-        start = (int(session) >> 24) + FLAKE_EPOCH_MS
+        start = session_start_ms(int(session))
         assert link(message).startswith(f"{REPLAY_BASE}/session/{session}?jumpto="), message
         jumpto = _jumpto(link(message))
         assert jumpto == _epoch_ms(doc["@timestamp"]) - start, message  # the document's own time
@@ -731,13 +728,8 @@ def test_replay_link_without_the_variable(es_collector: stack.Collector, reader:
         "session without a link": ({"openReplaySession.id": session}, None),
         "link without a session": ({"openReplaySession.url": own}, None),
     }
-    with sending(es_collector) as sender:
-        for message, (attributes, _) in cases.items():
-            sender.emit(message, attributes=attributes)
-        service = sender.service
-    hits = wait_for_hits(reader, service, len(cases))
-    docs = {hit["_source"]["message"].rpartition("] ")[2]: layout.expand_dotted(hit["_source"]) for hit in hits}
-    assert set(docs) == set(cases)
+    sent = {message: attributes for message, (attributes, _) in cases.items()}
+    hits, docs, _ = send_cases(es_collector, reader, sent)
     for message, (_, expected) in cases.items():
         assert docs[message].get("openReplaySession", {}).get("url") == expected, message
     assert docs["session without a link"]["openReplaySession"] == {"id": session}

@@ -110,6 +110,13 @@ def accounts(es_node: ElasticsearchNode) -> Accounts:
     return Accounts(es_node)
 
 
+@pytest.fixture
+def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
+    """A client as OpenReplay reads: ``accounts``' reader, with ``read`` on ``logs`` and nothing else."""
+    with contextlib.closing(accounts.reader_client()) as made:
+        yield made
+
+
 @pytest.fixture(scope="session")
 def tracker_modules() -> Path:
     """``node_modules`` holding ``@openreplay/tracker`` as ``examples/frontend/package-lock.json`` pins it."""
