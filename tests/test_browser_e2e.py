@@ -79,13 +79,6 @@ def app(
         yield running
 
 
-@pytest.fixture
-def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
-    client = accounts.reader_client()
-    yield client
-    client.close()
-
-
 def open_shop(browser: Browser, frontend: FrontendServer, api_url: str, **config: str) -> str:
     """Open the shop page configured for ``api_url`` in a new session; returns its module's URL for ``import()``.
 

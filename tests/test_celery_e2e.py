@@ -92,13 +92,6 @@ def shop(
         yield running
 
 
-@pytest.fixture
-def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
-    client = accounts.reader_client()
-    yield client
-    client.close()
-
-
 def by_logger(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {doc["log"]["logger"]: doc for doc in docs}
 
