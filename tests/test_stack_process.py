@@ -80,3 +80,22 @@ class TestServiceProcess:
         proc.kill()
         assert not proc.running
         assert time.monotonic() - started < 5
+
+    def test_stop_after_the_leader_exited_still_ends_its_children(self, tmp_path: Path) -> None:
+        """A leader that exits leaving children (a prefork master that died, a daemonising launcher): stop()
+        still signals the group, and waits for the extra pids it was given."""
+        child_pid = tmp_path / "child.pid"
+        launcher = (
+            "import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+        )
+        proc = ServiceProcess("toy", tmp_path / "toy.log")
+        proc.start(python(launcher), env=os.environ, cwd=tmp_path)
+        deadline = time.monotonic() + 30
+        while proc.running and time.monotonic() < deadline:  # the leader writes the pid file, then exits
+            time.sleep(0.05)
+        child = int(child_pid.read_text())
+        assert Path(f"/proc/{child}").exists()  # orphaned, still in the group
+        proc.stop(10, extra_pids=[child])
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

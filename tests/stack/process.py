@@ -28,6 +28,11 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 _TAIL_BYTES = 64_000  # enough for the last 40 lines of any log line length seen here
 
+
+class StackError(RuntimeError):
+    """Something in the test stack could not be prepared or run; the message says what and usually why."""
+
+
 # Builds the caller's exception from a sentence ("exited with status 1; last log lines: …").
 ErrorFactory = Callable[[str], Exception]
 
@@ -167,9 +172,10 @@ class ServiceProcess:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            pids = [process.pid, *extra_pids]
-            terminate_process_group(process.pid, pids, timeout=timeout, first=signum)
+        # Always the group, even when the leader has exited: children it left behind (a prefork worker, a
+        # launcher's daemon) are still in it. ESRCH (an empty group) is ignored. Then wait for the leader
+        # and the extra pids alike.
+        terminate_process_group(process.pid, [process.pid, *extra_pids], timeout=timeout, first=signum)
         process.wait()
 
 
@@ -178,16 +184,19 @@ def terminate_process_group(
 ) -> None:
     """Send ``first`` (SIGTERM) to the group ``leader`` leads, SIGKILL after ``timeout``; return once ``pids`` are gone.
 
-    Only for groups the stack created (each service process leads its own session).
+    Only for groups the stack created (each service process leads its own session). The group is
+    signalled whether or not its leader still runs (a group outlives its leader while members remain).
     """
     _signal_group(leader, first)
     if not _wait_gone(pids, timeout):
         _signal_group(leader, signal.SIGKILL)
         _wait_gone(pids, 30.0)
+    elif first != signal.SIGKILL:
+        _signal_group(leader, signal.SIGKILL)  # members outside ``pids`` that ignored ``first``
 
 
 def _signal_group(leader: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError):  # ESRCH: nobody left in the group
         os.killpg(leader, signum)
 
 
