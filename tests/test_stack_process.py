@@ -99,3 +99,26 @@ class TestServiceProcess:
         assert Path(f"/proc/{child}").exists()  # orphaned, still in the group
         proc.stop(10, extra_pids=[child])
         assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+    def test_stop_leader_only_spares_the_children_until_the_leader_is_gone(self, tmp_path: Path) -> None:
+        """leader_only: SIGTERM reaches the leader alone (a child ignoring nothing still runs while the leader
+        shuts down); whatever is left of the group afterwards is killed."""
+        child_pid = tmp_path / "child.pid"
+        launcher = (
+            "import signal, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+            "def bye(*_):\n"
+            "    print('child alive at shutdown:', child.poll() is None, flush=True)\n"
+            "    raise SystemExit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        proc = ServiceProcess("toy", tmp_path / "toy.log")
+        proc.start(python(launcher), env=os.environ, cwd=tmp_path)
+        proc.wait_ready(lambda: "up" in proc.log_text(), 30, StartError, interval=0.05)
+        child = int(child_pid.read_text())
+        proc.stop(10, extra_pids=[child], leader_only=True)
+        assert "child alive at shutdown: True" in proc.log_text()
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

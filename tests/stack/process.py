@@ -93,21 +93,27 @@ class ServiceProcess:
         cwd: Path,
         account: Account | None = None,
         banner: str | None = None,
+        stdout: Path | None = None,
     ) -> None:
-        """Launch ``command`` (no waiting); its output is appended to the log after an optional ``banner`` line."""
+        """Launch ``command`` (no waiting); its output is appended to the log after an optional ``banner`` line.
+
+        ``stdout``: a separate file (appended to) for standard output, when a caller parses it; the log
+        then holds standard error only.
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, contextlib.ExitStack() as files:
             self._log_offset = log.tell()
             if banner:
                 log.write(f"{banner}\n".encode())
                 log.flush()
+            out = files.enter_context(stdout.open("ab")) if stdout is not None else log
             self._process = subprocess.Popen(
                 list(command),
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out,
+                stderr=log if stdout is not None else subprocess.STDOUT,
                 start_new_session=True,  # its own process group: our signals stay ours, stop reaches its children
                 user=account.uid if account else None,
                 group=account.gid if account else None,
@@ -137,8 +143,21 @@ class ServiceProcess:
         """``<name> <what>; last log lines:`` and the tail, for an error message."""
         return f"{self.name} {what}; last log lines:\n{self.log_tail()}"
 
-    def stop(self, timeout: float, *, extra_pids: Sequence[int] = ()) -> None:
-        """SIGTERM the group, SIGKILL it after ``timeout``; return once the leader and ``extra_pids`` are gone."""
+    def stop(self, timeout: float, *, extra_pids: Sequence[int] = (), leader_only: bool = False) -> None:
+        """SIGTERM the group, SIGKILL it after ``timeout``; return once the leader and ``extra_pids`` are gone.
+
+        ``leader_only``: SIGTERM goes to the leader alone, for a server whose children must not get it (a
+        Celery prefork pool finishing its tasks in a warm shutdown); whatever of the group outlives the
+        leader (or ``timeout``) gets SIGKILL.
+        """
+        process = self._process
+        if leader_only and process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+            self._end(signal.SIGKILL, 30.0, extra_pids)
+            return
         self._end(signal.SIGTERM, timeout, extra_pids)
 
     def kill(self, *, extra_pids: Sequence[int] = ()) -> None:
