@@ -46,13 +46,13 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from tests.stack import cache
+from tests.stack import cache as shared_cache
 from tests.stack.process import Account, ServiceProcess, StackError, free_ports, new_password
 
 ES_VERSION = "8.19.21"
 """The default Elasticsearch: the newest ``integ-test-zip`` on Maven Central (which has no 9.x)."""
 
-CACHE_ENV = cache.CACHE_ENV
+CACHE_ENV = shared_cache.CACHE_ENV
 
 ES_USER = "otelor-es"
 """System user that runs Elasticsearch when this code runs as root (Elasticsearch refuses root)."""
@@ -169,7 +169,7 @@ def _say(message: str) -> None:
 
 def cache_dir(version: str = ES_VERSION) -> Path:
     """Directory caching one Elasticsearch version: ``$OTEL_OPENREPLAY_CACHE/elasticsearch/<version>``."""
-    return cache.root() / "elasticsearch" / version
+    return shared_cache.root() / "elasticsearch" / version
 
 
 def distribution_home(version: str = ES_VERSION) -> Path:
@@ -187,7 +187,7 @@ def ensure_distribution(version: str = ES_VERSION) -> Path:
     dist = distribution(version)
     cache = cache_dir(version)
     cache.mkdir(parents=True, exist_ok=True)
-    with cache.locked(cache / ".lock"):
+    with shared_cache.locked(cache / ".lock"):
         home = distribution_home(version)
         if not home.is_dir():
             _unpack(_download(dist, cache), cache, home)
