@@ -169,16 +169,16 @@ def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("[apps] installing wrk (apt-get install wrk)", file=sys.stderr, flush=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"],
-            check=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        found = shutil.which("wrk")
+    sys.path.insert(0, str(ROOT))  # tests.stack.apt: the project's one apt-get install (root, lock, retry)
+    from tests.stack import apt
+
+    try:
+        apt.install(["wrk"], "benchmarks/apps.py needs wrk")
+    except apt.AptUnavailable as error:
+        raise SystemExit(f"{error} (elsewhere: brew install wrk)") from None
+    found = shutil.which("wrk")
     if not found:
-        raise SystemExit("benchmarks/apps.py needs wrk: apt-get install wrk (Debian/Ubuntu) or brew install wrk")
+        raise SystemExit("benchmarks/apps.py needs wrk, still missing after apt-get install wrk")
     return found
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from tests.stack.process import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,7 +60,7 @@ class App:
             **({"DJANGO_SETTINGS_MODULE": "examples.django_shop.settings"} if kind == "django" else {}),
             **(env or {}),
         }
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process = ServiceProcess(f"the {kind} app", self.stderr_path)
 
     def command(self) -> list[str]:
         server = SERVERS[self.kind]
@@ -68,18 +68,16 @@ class App:
         return [str(BIN / "opentelemetry-instrument"), str(BIN / server[0]), *server[1:], *bind]
 
     def start(self, timeout: float = 30) -> App:
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self._process = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=err)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"{self.kind} app exited: {self.stderr_tail()}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} app not ready in {timeout}s: {self.stderr_tail()}")
+        """Start the server in its own process group; return once ``/health`` answers (RuntimeError if not)."""
+        self._process.start(self.command(), env=self.env, cwd=ROOT, stdout=self.stdout_path)
+        self._process.wait_ready(self._healthy, timeout, RuntimeError, interval=0.1)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
 
     def get(self, path: str, headers: Mapping[str, str] | None = None, **params: str) -> requests.Response:
         return requests.get(f"{self.url}{path}", headers=dict(headers or {}), params=params, timeout=10)
@@ -88,13 +86,8 @@ class App:
         return requests.post(f"{self.url}{path}", headers=dict(headers or {}), params=params, timeout=10)
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        """SIGTERM the server's whole process group (its workers too), SIGKILL after 15 s."""
+        self._process.stop(15)
 
     def stderr_tail(self, lines: int = 30) -> str:
         return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
@@ -174,7 +167,7 @@ class Worker:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process = ServiceProcess(f"celery worker ({pool})", self.stderr_path)
 
     def command(self) -> list[str]:
         return [
@@ -185,17 +178,9 @@ class Worker:
         ]  # fmt: skip
 
     def start(self, timeout: float = 60) -> Worker:
-        with self.stderr_path.open("wb") as err:
-            self._process = subprocess.Popen(
-                self.command(), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=err, stderr=err
-            )
-        deadline = time.monotonic() + timeout
-        while " ready." not in self.console():
-            if self._process.poll() is not None:
-                raise RuntimeError(f"celery worker ({self.pool}) exited: {self.stderr_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker ({self.pool}) not ready in {timeout}s: {self.stderr_tail()}")
-            time.sleep(0.1)
+        """Start the worker in its own process group; return once Celery says `` ready.`` (RuntimeError if not)."""
+        self._process.start(self.command(), env=self.env, cwd=ROOT)
+        self._process.wait_ready(lambda: " ready." in self.console(), timeout, RuntimeError, interval=0.1)
         return self
 
     def console(self) -> str:
@@ -210,14 +195,9 @@ class Worker:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Warm shutdown (SIGTERM), as a deploy stops a worker; SIGKILL after 30 s."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        """Warm shutdown (SIGTERM to the main process), as a deploy stops a worker; SIGKILL after 30 s. Then
+        anything left of its process group (prefork children) is killed: nothing outlives the test."""
+        self._process.stop(30, leader_only=True)
 
     def stderr_tail(self, lines: int = 30) -> str:
         return "\n".join(self.console().splitlines()[-lines:])

@@ -32,8 +32,8 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_openreplay import cli
 from otel_openreplay.exporter import ElasticsearchLogExporter
+from tests.stack import cache, es
 from tests.stack import collector as collector_stack
-from tests.stack import es
 from tests.stack.es import ElasticsearchNode
 from tests.stack.fixtures import Accounts
 from tests.test_pipeline_e2e import new_token
@@ -222,8 +222,7 @@ class TestServer:
 @pytest.fixture(scope="session")
 def es9_client_path() -> Path:
     """A directory holding ``elasticsearch`` 9.x and its dependencies (``pip --target``, cached)."""
-    root = Path(os.environ.get(es.CACHE_ENV) or Path.home() / ".cache" / "otel-openreplay")
-    target = root / "python-clients" / "elasticsearch-9"
+    target = cache.root() / "python-clients" / "elasticsearch-9"
     if not (target / ".complete").is_file():
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(

@@ -35,15 +35,24 @@ from otel_openreplay.replay import (
 from otel_openreplay.settings import Settings, SettingsError
 from otel_openreplay.span_processor import OpenReplaySpanProcessor
 from tests.conftest import TOKEN, TOKEN_SESSION_ID, otel_logging_handler
+from tests.flakeid import flake_id
 
 DASHBOARD = "https://openreplay.example.com/3"
 START_MS = 1_795_702_000_000  # 2026-11-26T14:06:40Z
 
 
-def flake_id(start_ms: int, shard: int = 0x1A2B, seq: int = 7) -> str:
-    """A session id as OpenReplay's backend makes it: (start - epoch) << 24 | shard << 8 | seq."""
-    return str((start_ms - FLAKE_EPOCH_MS) << 24 | shard << 8 | seq)
-
+GOLDEN_FLAKE_IDS = [
+    # (session id, start ms, shard, sequence): what OpenReplay's own Go code gives, not this package's
+    # arithmetic. From backend/pkg/flakeid (openreplay/openreplay at dbb68105e865, Jul 2026), run as is:
+    # NewFlaker(shard), Compose(start) called sequence + 1 times; ExtractTimestamp(id) == start for each.
+    ("16777216", 1_550_000_000_001, 0, 0),  # 1 ms after the epoch
+    ("838860800000000257", 1_600_000_000_000, 0x1, 1),
+    ("3593110149839110403", 1_764_166_054_120, 0x2C1, 3),
+    ("4122195525633714951", 1_795_702_000_000, 0x1A2B, 7),  # the README's example document
+    ("4122195525648777215", 1_795_702_000_000, 0xFFFF, 255),  # shard and sequence at their maximum
+    ("7549747200000010752", 2_000_000_000_000, 0x2A, 0),
+    ("18446744073692774399", 2_649_511_627_774, 0xFFFF, 255),  # beyond int64: uint64 in Go
+]
 
 SESSION = flake_id(START_MS)
 
@@ -55,17 +64,17 @@ def ns(ms: int) -> int:
 class TestSessionStart:
     """The start time is read from the id's top bits, as backend/pkg/flakeid writes it."""
 
+    @pytest.mark.parametrize(("session_id", "start_ms", "shard", "seq"), GOLDEN_FLAKE_IDS)
+    def test_start_of_ids_from_openreplays_go_code(self, session_id: str, start_ms: int, shard: int, seq: int):
+        """The start read from ids OpenReplay's backend/pkg/flakeid composed, as a string and as an int."""
+        assert session_start_ms(session_id) == start_ms
+        assert session_start_ms(int(session_id)) == start_ms
+
     def test_flake_id_gives_its_start(self):
         """A flake id built from a start time gives that start back, whatever its shard and sequence."""
         assert session_start_ms(SESSION) == START_MS
         assert session_start_ms(flake_id(START_MS, shard=0xFFFF, seq=0xFF)) == START_MS
         assert session_start_ms(int(SESSION)) == START_MS
-
-    def test_known_openreplay_id(self):
-        """An id of the shape OpenReplay serves (19 digits) starts in the right year."""
-        start = session_start_ms("7385849302341234567")
-        assert start == (7385849302341234567 >> 24) + FLAKE_EPOCH_MS
-        assert 1_900_000_000_000 < start < 2_100_000_000_000
 
     def test_small_id_starts_at_the_epoch(self):
         """An id that is not a flake id (`42`) gives a start in 2019: the epoch itself."""

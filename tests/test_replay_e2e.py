@@ -18,19 +18,14 @@ from opentelemetry.sdk._logs import LoggerProvider
 
 from otel_openreplay import cli, configure, session
 from otel_openreplay.exporter import ElasticsearchLogExporter, ExportResult
-from otel_openreplay.replay import FLAKE_EPOCH_MS
 from otel_openreplay.template import setup_index
 from tests.conftest import otel_logging_handler
 from tests.fixtures.documents.golden import cases, sdk_record
+from tests.flakeid import flake_id
 
 DASHBOARD = "https://openreplay.example.com/3"
 
 pytestmark = pytest.mark.e2e
-
-
-def _flake_id(start_ms: int) -> str:
-    """A session id as OpenReplay's backend/pkg/flakeid makes it at ``start_ms`` (shard 0x2c1, sequence 3)."""
-    return str((start_ms - FLAKE_EPOCH_MS) << 24 | 0x2C1 << 8 | 3)
 
 
 def _log_error_in_session(exporter: ElasticsearchLogExporter, session_id: str, **settings: object) -> float:
@@ -66,7 +61,7 @@ def test_document_carries_the_link_at_the_errors_moment(es_node, es_client):
     index = f"replay-{uuid.uuid4().hex[:8]}"
     setup_index(es_client, index)
     started_ms = int(time.time() * 1000) - 42_000  # the user has been on the page for 42 s
-    session_id = _flake_id(started_ms)
+    session_id = flake_id(started_ms, shard=0x2C1, seq=3)
     exporter = ElasticsearchLogExporter(
         es_node.url, user=es_node.user, password=es_node.password, index=index, replay_url=DASHBOARD, environ={}
     )
@@ -91,7 +86,7 @@ def test_link_from_the_log_processor_is_kept_by_an_exporter_without_the_setting(
     index = f"replay-{uuid.uuid4().hex[:8]}"
     setup_index(es_client, index)
     started_ms = int(time.time() * 1000) - 3_000
-    session_id = _flake_id(started_ms)
+    session_id = flake_id(started_ms, shard=0x2C1, seq=3)
     exporter = ElasticsearchLogExporter(
         es_node.url, user=es_node.user, password=es_node.password, index=index, environ={}
     )
@@ -127,7 +122,7 @@ def test_es_check_prints_the_replay_link(es_node, es_client, capsys, monkeypatch
     """`es check` on a session with a logged error ends with its replay link, opened at that error."""
     setup_index(es_client, "logs")  # OpenReplay >= 1.21 reads `logs`, whatever is configured
     started_ms = int(time.time() * 1000) - 20_000
-    session_id = _flake_id(started_ms)
+    session_id = flake_id(started_ms, shard=0x2C1, seq=3)
     exporter = ElasticsearchLogExporter(
         es_node.url, user=es_node.user, password=es_node.password, index="logs", replay_url=DASHBOARD, environ={}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -65,26 +66,95 @@ class TestSettings:
     @pytest.mark.parametrize("spec", [*SPECS, *CONNECTION_SPECS], ids=lambda spec: spec.env)
     def test_readme_table_matches_the_code(self, spec: Spec) -> None:
         """The README's one settings table lists each setting with the code's keyword and default."""
-        row = re.search(rf"^\| `{spec.env}` \| `{spec.keyword}` \| (`[^`]*`|—) \|", README.read_text(), re.MULTILINE)
-        assert row, f"{spec.env} missing from the README table"
-        assert row.group(1) == (f"`{spec.default}`" if spec.default else "—")
+        row = table_rows()[spec.env]
+        assert row.keyword == f"`{spec.keyword}`"
+        assert row.default == (f"`{spec.default}`" if spec.default else "—")
+
+
+# --- the README's settings table --------------------------------------------------------------------
+
+CONFIG = README.parent / "collector" / "otelcol-openreplay.yaml"
+PACKAGE = README.parent / "otel_openreplay"
+ROW = re.compile(r"^\| `((?:OTEL_)?OPENREPLAY_[A-Z_]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|", re.MULTILINE)
+
+
+class Row(NamedTuple):
+    keyword: str
+    default: str
+    read_by: frozenset[str]
+
+
+def table_rows() -> dict[str, Row]:
+    """Each row of the table by variable (a name listed twice fails the test that reads it)."""
+    rows = [
+        (name, Row(keyword.strip(), default.strip(), frozenset(part.strip() for part in read_by.split(","))))
+        for name, keyword, default, read_by in ROW.findall(README.read_text())
+    ]
+    return dict(rows)
+
+
+def collector_references() -> dict[str, str | None]:
+    """Every ``${env:NAME`` of the drop-in config (comments aside), with its ``:-default`` (``None``: required)."""
+    text = "\n".join(line for line in CONFIG.read_text().splitlines() if not line.lstrip().startswith("#"))
+    found = re.findall(r"\$\{env:([A-Za-z0-9_]+)(:-[^}]*)?\}", text)
+    return {name: (default[2:] if default else None) for name, default in found}
+
+
+def expected_readers(name: str) -> frozenset[str]:
+    """Who reads ``name``, from the code: the app (settings.SPECS), the exporter and CLI (connection.SPECS,
+    or any variable the exporter and the CLI name), the collector (its config)."""
+    readers = set()
+    if name in {spec.env for spec in SPECS}:
+        readers.add("app")
+    constant = name.lower().removeprefix("otel_openreplay_")
+    exporter_text = (PACKAGE / "exporter.py").read_text()
+    cli_text = "".join(path.read_text() for path in (PACKAGE / "cli").glob("*.py"))
+    if name in {spec.env for spec in CONNECTION_SPECS} or constant in exporter_text:
+        readers.add("exporter")
+    if name in {spec.env for spec in CONNECTION_SPECS} or name in cli_text or constant in cli_text:
+        readers.add("CLI")
+    if name in collector_references():
+        readers.add("collector")
+    return frozenset(readers)
+
+
+class TestReadmeTable:
+    def test_each_variable_is_listed_exactly_once(self) -> None:
+        names = ROW.findall(README.read_text())
+        counts = {name: sum(1 for other, *_ in names if other == name) for name, *_ in names}
+        assert {name: count for name, count in counts.items() if count != 1} == {}
+
+    def test_every_setting_and_every_collector_variable_has_a_row(self) -> None:
+        """The code's settings and every ``${env:`` of the collector config (OTEL_OPENREPLAY_* too), no more."""
+        wanted = {spec.env for spec in (*SPECS, *CONNECTION_SPECS)} | set(collector_references())
+        assert set(table_rows()) == wanted
+
+    def test_read_by_says_who_reads_each(self) -> None:
+        """The "Read by" column: app, exporter, CLI and collector exactly where the code and config read it."""
+        wrong = {
+            name: (sorted(row.read_by), sorted(expected_readers(name)))
+            for name, row in table_rows().items()
+            if row.read_by != expected_readers(name)
+        }
+        assert wrong == {}
 
 
 class TestCollectorVariables:
     def test_every_collector_variable_is_in_the_readme_table_with_its_default(self) -> None:
-        """Each `${env:OPENREPLAY_*:-default}` of the drop-in config is a README table row with that default."""
-        config = (README.parent / "collector" / "otelcol-openreplay.yaml").read_text()
-        table = README.read_text()
-        references = set(re.findall(r"\$\{env:(OPENREPLAY_[A-Z_]+)(?::-([^}]*))?\}", config))
-        assert {name for name, _ in references} >= {
+        """Each `${env:NAME:-default}` of the drop-in config is a README table row with that default."""
+        references = collector_references()
+        assert {
             "OPENREPLAY_ES_URL",
             "OPENREPLAY_ES_API_KEY",
             "OPENREPLAY_QUEUE_DIR",
-        }
-        for name, default in references:
-            row = re.search(rf"^\| `{name}` \| [^|]+ \| (`[^`]*`|—) \|", table, re.MULTILINE)
-            assert row, f"{name} missing from the README table"
+            "OTEL_OPENREPLAY_REPLAY_URL",
+        } <= set(references)
+        rows = table_rows()
+        for name, default in references.items():
+            assert name in rows, f"{name} missing from the README table"
             if name == "OPENREPLAY_ES_URL":
-                assert default == ""  # required in the collector, as the table says
+                assert default is None  # required in the collector, as the table says
+            elif name.startswith("OTEL_OPENREPLAY_"):
+                assert default == "", name  # the package's own variable: unset means off in both
             else:
-                assert row.group(1) == (f"`{default}`" if default else "—"), name
+                assert rows[name].default == (f"`{default}`" if default else "—"), name

@@ -80,3 +80,45 @@ class TestServiceProcess:
         proc.kill()
         assert not proc.running
         assert time.monotonic() - started < 5
+
+    def test_stop_after_the_leader_exited_still_ends_its_children(self, tmp_path: Path) -> None:
+        """A leader that exits leaving children (a prefork master that died, a daemonising launcher): stop()
+        still signals the group, and waits for the extra pids it was given."""
+        child_pid = tmp_path / "child.pid"
+        launcher = (
+            "import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+        )
+        proc = ServiceProcess("toy", tmp_path / "toy.log")
+        proc.start(python(launcher), env=os.environ, cwd=tmp_path)
+        deadline = time.monotonic() + 30
+        while proc.running and time.monotonic() < deadline:  # the leader writes the pid file, then exits
+            time.sleep(0.05)
+        child = int(child_pid.read_text())
+        assert Path(f"/proc/{child}").exists()  # orphaned, still in the group
+        proc.stop(10, extra_pids=[child])
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+    def test_stop_leader_only_spares_the_children_until_the_leader_is_gone(self, tmp_path: Path) -> None:
+        """leader_only: SIGTERM reaches the leader alone (a child ignoring nothing still runs while the leader
+        shuts down); whatever is left of the group afterwards is killed."""
+        child_pid = tmp_path / "child.pid"
+        launcher = (
+            "import signal, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+            "def bye(*_):\n"
+            "    print('child alive at shutdown:', child.poll() is None, flush=True)\n"
+            "    raise SystemExit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        proc = ServiceProcess("toy", tmp_path / "toy.log")
+        proc.start(python(launcher), env=os.environ, cwd=tmp_path)
+        proc.wait_ready(lambda: "up" in proc.log_text(), 30, StartError, interval=0.05)
+        child = int(child_pid.read_text())
+        proc.stop(10, extra_pids=[child], leader_only=True)
+        assert "child alive at shutdown: True" in proc.log_text()
+        assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]

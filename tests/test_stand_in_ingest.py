@@ -7,6 +7,7 @@ import json
 import requests
 
 from otel_openreplay.doctor import Target
+from otel_openreplay.replay import session_start_ms
 from tests.stack.ingest import (
     FLAKE_EPOCH_MS,
     StandInIngest,
@@ -15,8 +16,8 @@ from tests.stack.ingest import (
     base36,
     base58,
     compose_session_id,
-    session_start_ms,
 )
+from tests.test_replay import GOLDEN_FLAKE_IDS
 
 
 def test_base36_as_go_formats_it() -> None:
@@ -26,6 +27,12 @@ def test_base36_as_go_formats_it() -> None:
 def test_base58_bitcoin_alphabet() -> None:
     assert base58(b"Hello World!") == "2NEpo7TZRRrLZSi2U"
     assert base58(b"\0\0\x01") == "112"
+
+
+def test_composes_the_ids_openreplays_go_code_composes() -> None:
+    """Ids for (start, shard, sequence) as backend/pkg/flakeid's Flaker.Compose gave them."""
+    for session_id, start_ms, shard, seq in GOLDEN_FLAKE_IDS:
+        assert compose_session_id(start_ms, shard, seq) == int(session_id), session_id
 
 
 def test_flake_id_carries_its_start() -> None:

@@ -35,6 +35,7 @@ from elasticsearch import Elasticsearch
 from packaging.requirements import Requirement
 
 from otel_openreplay.doctor import current_request, legacy_request
+from tests.flakeid import token_for
 from tests.stack import collector as collector_stack
 from tests.stack.fixtures import Accounts
 
@@ -52,17 +53,8 @@ ENTRY_POINTS = {
 }
 
 
-def base36(number: int) -> str:
-    """``number`` in base 36, as OpenReplay writes the session id at the head of its token."""
-    digits = ""
-    while number:
-        number, rest = divmod(number, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
-    return digits or "0"
-
-
 SESSION_ID = str(7_000_000_000_000_000 + secrets.randbelow(10**15))  # its own, in a node other tests share
-TOKEN = f"{base36(int(SESSION_ID))}.0.1dj3n1ak.3kgTmVy6B3Y2dQp2Fm1u4R"  # OpenReplay's shape: base36(id) first
+TOKEN = token_for(SESSION_ID)  # OpenReplay's shape: base36(id) first
 
 
 class Dists(NamedTuple):

@@ -10,16 +10,14 @@ configure a service, or remove anything. It is test tooling: nothing under ``ote
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-CACHE_ENV = "OTEL_OPENREPLAY_CACHE"
+from tests.stack import cache
+
 _LOCK_WAIT = ("-o", "DPkg::Lock::Timeout=300")  # other jobs may hold dpkg's lock for a while
 
 
@@ -37,7 +35,7 @@ def install(packages: Sequence[str], why: str, *, timeout: float = 900.0) -> Non
     command = ["apt-get", *_LOCK_WAIT, "install", "-y", "--no-install-recommends", *packages]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print(f"[apt] {why}: {' '.join(command)}", file=sys.stderr, flush=True)
-    with _locked():
+    with cache.locked(cache.root() / ".apt.lock"):
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             update = ["apt-get", *_LOCK_WAIT, "update"]
@@ -46,15 +44,3 @@ def install(packages: Sequence[str], why: str, *, timeout: float = 900.0) -> Non
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-10:])
         raise AptUnavailable(f"{why}, and `{' '.join(command)}` failed (status {result.returncode}):\n{tail}")
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "otel-openreplay")
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".apt.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

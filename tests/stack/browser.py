@@ -18,30 +18,27 @@ install anything without root. It is test tooling: nothing under ``otel_openrepl
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.stack import apt
+from tests.stack import apt, cache
 
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "examples" / "frontend"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_PACKAGES = ("chromium", "chromium-driver")
-CACHE_ENV = "OTEL_OPENREPLAY_CACHE"
 TRACKER_ENTRY = "node_modules/@openreplay/tracker/dist/lib/entry.js"
 
 CHROMIUM_FLAGS = (
@@ -69,19 +66,7 @@ def _say(message: str) -> None:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "otel-openreplay"
-    return Path(root) / "frontend"
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return cache.root() / "frontend"
 
 
 def _apt_install(packages: Sequence[str], why: str) -> None:
@@ -111,7 +96,7 @@ def tracker_modules() -> Path:
         return modules
     if shutil.which("npm") is None:
         _apt_install(("npm",), "npm is not installed (it installs OpenReplay's tracker)")
-    with _locked(cache_dir() / ".npm.lock"):
+    with cache.locked(cache_dir() / ".npm.lock"):
         if (home / TRACKER_ENTRY).is_file():
             return modules
         staging = Path(tempfile.mkdtemp(prefix="npm-ci-", dir=cache_dir()))

@@ -24,7 +24,6 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -47,13 +46,13 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from tests.stack.process import Account, ServiceProcess, free_ports, new_password
+from tests.stack import cache as shared_cache
+from tests.stack.process import Account, ServiceProcess, StackError, free_ports, new_password
 
 ES_VERSION = "8.19.21"
 """The default Elasticsearch: the newest ``integ-test-zip`` on Maven Central (which has no 9.x)."""
 
-CACHE_ENV = "OTEL_OPENREPLAY_CACHE"
-"""Environment variable naming the cache root; the default is ``~/.cache/otel-openreplay``."""
+CACHE_ENV = shared_cache.CACHE_ENV
 
 ES_USER = "otelor-es"
 """System user that runs Elasticsearch when this code runs as root (Elasticsearch refuses root)."""
@@ -157,10 +156,6 @@ _SCRUBBED_ENV = frozenset(
 _LOOPBACK = "127.0.0.1"
 
 
-class StackError(RuntimeError):
-    """Something in the test stack could not be prepared or run; the message says what and usually why."""
-
-
 class ElasticsearchStartError(StackError):
     """A node did not become ready; the message ends with the tail of its log."""
 
@@ -174,8 +169,7 @@ def _say(message: str) -> None:
 
 def cache_dir(version: str = ES_VERSION) -> Path:
     """Directory caching one Elasticsearch version: ``$OTEL_OPENREPLAY_CACHE/elasticsearch/<version>``."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "otel-openreplay"
-    return Path(root) / "elasticsearch" / version
+    return shared_cache.root() / "elasticsearch" / version
 
 
 def distribution_home(version: str = ES_VERSION) -> Path:
@@ -193,7 +187,7 @@ def ensure_distribution(version: str = ES_VERSION) -> Path:
     dist = distribution(version)
     cache = cache_dir(version)
     cache.mkdir(parents=True, exist_ok=True)
-    with _locked(cache / ".lock"):
+    with shared_cache.locked(cache / ".lock"):
         home = distribution_home(version)
         if not home.is_dir():
             _unpack(_download(dist, cache), cache, home)
@@ -211,16 +205,6 @@ def plugin_digest() -> str:
         digest.update(path.relative_to(PLUGIN_SOURCES).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _download(dist: Distribution, cache: Path) -> Path:

@@ -34,8 +34,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_openreplay.replay import session_start_ms
+
 FLAKE_EPOCH_MS = 1_550_000_000_000
-"""OpenReplay's flake id epoch (backend/pkg/flakeid): the session start is ``(id >> 24) + FLAKE_EPOCH_MS``."""
+"""OpenReplay's flake id epoch (backend/pkg/flakeid). The stand-in composes ids itself (checked against ids
+from OpenReplay's Go code in tests/test_replay.py); it reads a start back with the package's
+``otel_openreplay.replay.session_start_ms`` (as ``flakeid.ExtractTimestamp``), not a copy of it."""
 MAX_SESSION_DURATION_MS = 7_200_000
 """A project's default ``max_session_duration`` (2 h): the token's expiry is start + this."""
 COMPRESSION_THRESHOLD = 20_000
@@ -74,11 +78,6 @@ def base58(data: bytes) -> str:
 def compose_session_id(now_ms: int, shard: int, seq: int) -> int:
     """OpenReplay's flake id: milliseconds since its epoch, then an 16-bit shard and an 8-bit sequence."""
     return (now_ms - FLAKE_EPOCH_MS) << 24 | (shard & 0xFFFF) << 8 | (seq & 0xFF)
-
-
-def session_start_ms(session_id: int) -> int:
-    """The session's start as OpenReplay derives it from the id (``flakeid.ExtractTimestamp``)."""
-    return (session_id >> 24) + FLAKE_EPOCH_MS
 
 
 @dataclass(frozen=True)

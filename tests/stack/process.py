@@ -28,6 +28,11 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 _TAIL_BYTES = 64_000  # enough for the last 40 lines of any log line length seen here
 
+
+class StackError(RuntimeError):
+    """Something in the test stack could not be prepared or run; the message says what and usually why."""
+
+
 # Builds the caller's exception from a sentence ("exited with status 1; last log lines: …").
 ErrorFactory = Callable[[str], Exception]
 
@@ -88,21 +93,27 @@ class ServiceProcess:
         cwd: Path,
         account: Account | None = None,
         banner: str | None = None,
+        stdout: Path | None = None,
     ) -> None:
-        """Launch ``command`` (no waiting); its output is appended to the log after an optional ``banner`` line."""
+        """Launch ``command`` (no waiting); its output is appended to the log after an optional ``banner`` line.
+
+        ``stdout``: a separate file (appended to) for standard output, when a caller parses it; the log
+        then holds standard error only.
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, contextlib.ExitStack() as files:
             self._log_offset = log.tell()
             if banner:
                 log.write(f"{banner}\n".encode())
                 log.flush()
+            out = files.enter_context(stdout.open("ab")) if stdout is not None else log
             self._process = subprocess.Popen(
                 list(command),
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=out,
+                stderr=log if stdout is not None else subprocess.STDOUT,
                 start_new_session=True,  # its own process group: our signals stay ours, stop reaches its children
                 user=account.uid if account else None,
                 group=account.gid if account else None,
@@ -132,8 +143,21 @@ class ServiceProcess:
         """``<name> <what>; last log lines:`` and the tail, for an error message."""
         return f"{self.name} {what}; last log lines:\n{self.log_tail()}"
 
-    def stop(self, timeout: float, *, extra_pids: Sequence[int] = ()) -> None:
-        """SIGTERM the group, SIGKILL it after ``timeout``; return once the leader and ``extra_pids`` are gone."""
+    def stop(self, timeout: float, *, extra_pids: Sequence[int] = (), leader_only: bool = False) -> None:
+        """SIGTERM the group, SIGKILL it after ``timeout``; return once the leader and ``extra_pids`` are gone.
+
+        ``leader_only``: SIGTERM goes to the leader alone, for a server whose children must not get it (a
+        Celery prefork pool finishing its tasks in a warm shutdown); whatever of the group outlives the
+        leader (or ``timeout``) gets SIGKILL.
+        """
+        process = self._process
+        if leader_only and process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+            self._end(signal.SIGKILL, 30.0, extra_pids)
+            return
         self._end(signal.SIGTERM, timeout, extra_pids)
 
     def kill(self, *, extra_pids: Sequence[int] = ()) -> None:
@@ -167,9 +191,10 @@ class ServiceProcess:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            pids = [process.pid, *extra_pids]
-            terminate_process_group(process.pid, pids, timeout=timeout, first=signum)
+        # Always the group, even when the leader has exited: children it left behind (a prefork worker, a
+        # launcher's daemon) are still in it. ESRCH (an empty group) is ignored. Then wait for the leader
+        # and the extra pids alike.
+        terminate_process_group(process.pid, [process.pid, *extra_pids], timeout=timeout, first=signum)
         process.wait()
 
 
@@ -178,16 +203,19 @@ def terminate_process_group(
 ) -> None:
     """Send ``first`` (SIGTERM) to the group ``leader`` leads, SIGKILL after ``timeout``; return once ``pids`` are gone.
 
-    Only for groups the stack created (each service process leads its own session).
+    Only for groups the stack created (each service process leads its own session). The group is
+    signalled whether or not its leader still runs (a group outlives its leader while members remain).
     """
     _signal_group(leader, first)
     if not _wait_gone(pids, timeout):
         _signal_group(leader, signal.SIGKILL)
         _wait_gone(pids, 30.0)
+    elif first != signal.SIGKILL:
+        _signal_group(leader, signal.SIGKILL)  # members outside ``pids`` that ignored ``first``
 
 
 def _signal_group(leader: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError):  # ESRCH: nobody left in the group
         os.killpg(leader, signum)
 
 

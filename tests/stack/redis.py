@@ -23,8 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.stack import apt
-from tests.stack.es import StackError
-from tests.stack.process import LOOPBACK, ServiceProcess, free_ports
+from tests.stack.process import LOOPBACK, ServiceProcess, StackError, free_ports
 
 PACKAGE = "redis-server"
 """The Debian package (and the binary) providing the server."""
