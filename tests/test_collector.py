@@ -43,12 +43,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_openreplay import layout
+from otel_openreplay.replay import session_start_ms
 from tests.conftest import TOKEN, otel_logging_handler
 from tests.conftest import TOKEN_SESSION_ID as TOKEN_ID
+from tests.flakeid import flake_id
 from tests.stack import collector as stack
 from tests.stack import es
 from tests.stack.fixtures import INDEX, WRITER_ROLE, Accounts
-from tests.stack.ingest import base36, compose_session_id, session_start_ms
+from tests.stack.ingest import base36, compose_session_id
 
 PREFIX = f"[openReplaySessionToken={TOKEN}] [openReplaySession.id={TOKEN_ID}] "
 HOSTILE_TOKEN = "abc] [openReplaySessionToken=evil"
@@ -214,7 +216,6 @@ def edited_config(tmp_path: Path, old: str, new: str) -> Path:
 EXPECTED_MODULES = {
     "go.opentelemetry.io/collector/receiver/otlpreceiver",
     "go.opentelemetry.io/collector/processor/memorylimiterprocessor",
-    "go.opentelemetry.io/collector/processor/batchprocessor",
     "github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor",
     "github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor",
     "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/elasticsearchexporter",
@@ -617,11 +618,6 @@ def test_sigkill_while_queued_loses_and_duplicates_nothing(binary: Path) -> None
 # --- the replay link (openReplaySession.url) -------------------------------------------------------
 
 REPLAY_BASE = "https://openreplay.example.com/3"
-
-
-def flake_id(start_ms: int) -> str:
-    """A session id as OpenReplay makes them, for a session started at ``start_ms``."""
-    return str(compose_session_id(start_ms, 7, 1))
 
 
 def send_cases(
