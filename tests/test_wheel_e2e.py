@@ -24,7 +24,6 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -236,11 +235,3 @@ def _wait_for_hits(reader: Elasticsearch, request: dict[str, Any], timeout: floa
         time.sleep(0.3)
     time.sleep(1.0)  # and nothing more arrives
     return _search(reader, request)
-
-
-@pytest.fixture
-def reader(accounts: Accounts) -> Iterator[Elasticsearch]:
-    """OpenReplay's view: `read` on `logs`, nothing else."""
-    client = accounts.reader_client()
-    yield client
-    client.close()
