@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.stack import apt, cache
+from tests.stack.loopback_http import LoopbackServer
 
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "examples" / "frontend"
@@ -123,37 +124,6 @@ def tracker_modules() -> Path:
 # --- servers --------------------------------------------------------------------------------------
 
 
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A browser closing a connection early (a page left, a request cancelled) is not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Server:
-    """A ``ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread."""
-
-    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], name: str) -> None:
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> Any:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -174,7 +144,7 @@ class _QuietHandler(http.server.BaseHTTPRequestHandler):
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".json": "application/json"}
 
 
-class FrontendServer(_Server):
+class FrontendServer(LoopbackServer):
     """Serves ``examples/frontend`` as a shop's web server would, on its own origin.
 
     ``/config.js`` is generated from ``config`` (the deployment's settings: the API's URL, the ingest, the
@@ -223,7 +193,7 @@ class _Record:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class RecordingAPI(_Server):
+class RecordingAPI(LoopbackServer):
     """An API on its own origin that records what reaches it, for the browser-side assertions.
 
     ``allow_headers`` is what its preflight answer allows (``None``: the ``Access-Control-Allow-Headers``

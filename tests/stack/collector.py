@@ -33,10 +33,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from tests.stack.process import LOOPBACK as _LOOPBACK
-from tests.stack.process import ServiceProcess, free_ports
+from tests.stack.process import ManagedService, ServiceProcess, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = REPO / "collector"
@@ -149,7 +148,7 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class Collector:
+class Collector(ManagedService):
     """One ``otelcol-openreplay`` process on 127.0.0.1 with its own ports, queue directory and log file.
 
     ``config`` is the config path or a list of them (merged in order, as ``--config`` flags); ``env`` sets
@@ -268,22 +267,6 @@ class Collector:
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log, for error messages."""
         return self._process.log_tail(lines)
-
-    # -- context manager: start + wait_ready, then remove
-
-    def __enter__(self) -> Collector:
-        try:
-            self.start()
-            self.wait_ready()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"

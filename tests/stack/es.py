@@ -41,13 +41,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
 from tests.stack import cache as shared_cache
-from tests.stack.process import Account, ServiceProcess, StackError, free_ports, new_password
+from tests.stack.process import Account, ManagedService, ServiceProcess, StackError, free_ports, new_password
 
 ES_VERSION = "8.19.21"
 """The default Elasticsearch: the newest ``integ-test-zip`` on Maven Central (which has no 9.x)."""
@@ -445,7 +444,7 @@ class _Layout:
         return self.logs / "console.log"
 
 
-class ElasticsearchNode:
+class ElasticsearchNode(ManagedService):
     """One Elasticsearch node on 127.0.0.1 with security on, for tests.
 
     Its config, data, logs and keystore live in a fresh temp dir (``base_dir`` chooses the parent; as root,
@@ -623,20 +622,6 @@ class ElasticsearchNode:
             env["ES_ADDITIONAL_SOURCES"] = "x-pack-env;x-pack-security-env"
         return _run([str(script), *args], env=env, account=self._account, cwd=layout.base)
 
-    def __enter__(self) -> ElasticsearchNode:
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.remove()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<ElasticsearchNode {self.name} {self.url} {state}>"
@@ -762,7 +747,7 @@ def _render_yaml(settings: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class ElasticsearchCluster:
+class ElasticsearchCluster(ManagedService):
     """``size`` master-eligible nodes on loopback forming one cluster (security on, transport TLS off).
 
     Allowed without TLS because loopback-only nodes run in development mode. With two nodes only one votes:
@@ -841,20 +826,6 @@ class ElasticsearchCluster:
         """Stop every node and delete their directories."""
         for node in self.nodes:
             node.remove()
-
-    def __enter__(self) -> ElasticsearchCluster:
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.remove()
 
 
 # --- security administration --------------------------------------------------------------------------------

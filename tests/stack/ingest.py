@@ -27,7 +27,6 @@ import hmac
 import http.server
 import json
 import secrets
-import sys
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_openreplay.replay import session_start_ms
+from tests.stack.loopback_http import LoopbackServer
 
 FLAKE_EPOCH_MS = 1_550_000_000_000
 """OpenReplay's flake id epoch (backend/pkg/flakeid). The stand-in composes ids itself (checked against ids
@@ -134,7 +134,7 @@ class IngestLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class StandInIngest:
+class StandInIngest(LoopbackServer):
     """The stand-in, on 127.0.0.1 in a daemon thread: ``with StandInIngest({"key"}) as ingest: ingest.url``."""
 
     def __init__(self, project_keys: set[str], *, shard: int = 1, secret: bytes | None = None) -> None:
@@ -143,13 +143,12 @@ class StandInIngest:
         self.log = IngestLog()
         self._shard = shard
         self._seq = 0
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stand-in-ingest", daemon=True)
+        super().__init__(_handler_for(self), "stand-in-ingest")
 
     @property
     def url(self) -> str:
         """The ``ingestPoint`` to configure the tracker with."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.origin
 
     def start_session(self, request: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
         """Answer a start request as OpenReplay's ``startSessionHandlerWeb`` does (status, JSON body)."""
@@ -202,24 +201,6 @@ class StandInIngest:
                 return 401
             self.log.batches[data.session_id] = self.log.batches.get(data.session_id, 0) + 1
         return 200
-
-    def __enter__(self) -> StandInIngest:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A browser closing a connection early (a page left, a beacon cancelled) is not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 def _handler_for(ingest: StandInIngest) -> type[http.server.BaseHTTPRequestHandler]:

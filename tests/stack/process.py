@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
 
 LOOPBACK = "127.0.0.1"
 _TAIL_BYTES = 64_000  # enough for the last 40 lines of any log line length seen here
@@ -31,6 +33,40 @@ _TAIL_BYTES = 64_000  # enough for the last 40 lines of any log line length seen
 
 class StackError(RuntimeError):
     """Something in the test stack could not be prepared or run; the message says what and usually why."""
+
+
+_Managed = TypeVar("_Managed", bound="ManagedService")
+
+
+class ManagedService:
+    """A service used as ``with Service(...) as running:``: started and ready inside, removed after.
+
+    Subclasses give ``start()``, ``wait_ready()`` (its defaults) and ``remove()``; a start that fails
+    removes what it made before the error goes on.
+    """
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self) -> object:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Managed) -> _Managed:
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.remove()
 
 
 # Builds the caller's exception from a sentence ("exited with status 1; last log lines: …").

@@ -20,10 +20,9 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from tests.stack import apt
-from tests.stack.process import LOOPBACK, ServiceProcess, StackError, free_ports
+from tests.stack.process import LOOPBACK, ManagedService, ServiceProcess, StackError, free_ports
 
 PACKAGE = "redis-server"
 """The Debian package (and the binary) providing the server."""
@@ -43,7 +42,7 @@ def ensure_installed() -> Path:
     return Path(found)
 
 
-class RedisServer:
+class RedisServer(ManagedService):
     """One ``redis-server`` on 127.0.0.1, no persistence, its log in its own work directory."""
 
     def __init__(self, *, port: int | None = None) -> None:
@@ -98,20 +97,6 @@ class RedisServer:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def __enter__(self) -> RedisServer:
-        try:
-            self.start()
-            self.wait_ready()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} {'running' if self.running else 'stopped'} {self.workdir}>"
