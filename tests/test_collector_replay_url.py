@@ -18,7 +18,7 @@ import pytest
 from otel_openreplay import layout
 from tests.flakeid import flake_id
 from tests.stack import collector as stack
-from tests.test_collector import DUMMY_ES_URL, TOKEN, by_message, debug_documents, sending, wait_for
+from tests.test_collector import DUMMY_ES_URL, TOKEN, by_message, sending, wait_for_debug
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +47,8 @@ def _documents_for(replay_url: str, binary: Path) -> tuple[dict[str | None, dict
     with stack.Collector(config, env, binary=binary) as collector, sending(collector) as sender:
         for message, attributes in cases:
             sender.emit(message, attributes=attributes)
-        documents = wait_for(
-            f"{len(cases)} documents on the debug exporter",
-            lambda: (
-                len(found := [d for d in debug_documents(collector) if d["service"]["name"] == sender.service])
-                == len(cases)
-                and found
-            ),
-        )
+        documents = wait_for_debug(collector, sender.service, len(cases))
+        assert len(documents) == len(cases)
         records = list(sender.memory.get_finished_logs())
     return by_message(documents), records
 
