@@ -63,6 +63,8 @@ sys.path.insert(0, str(REPO))
 
 import pipeline  # noqa: E402  (benchmarks/pipeline.py: the Elasticsearch stack and /proc readers)
 
+from tests.stack.ingest import base36  # noqa: E402  (Go's FormatInt(n, 36), as OpenReplay writes tokens)
+
 RESULTS = REPO / "benchmarks" / "results"
 CASES = ("ours", "stock", "variant")
 TARGET = 1.5
@@ -130,17 +132,7 @@ service:
 
 def _token(session_id: int) -> str:
     """A token in OpenReplay's shape: base36(id).base36(delay).base36(expiry).base58(HMAC) (HMAC made up)."""
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-    def b36(n: int) -> str:
-        out = ""
-        while True:
-            n, r = divmod(n, 36)
-            out = digits[r] + out
-            if n == 0:
-                return out
-
-    return f"{b36(session_id)}.{b36(0)}.{b36(1_800_000_000_000)}.3kgTmVy6B3Y2dQp2Fm1u4R7zQwErTyUiOp"
+    return f"{base36(session_id)}.{base36(0)}.{base36(1_800_000_000_000)}.3kgTmVy6B3Y2dQp2Fm1u4R7zQwErTyUiOp"
 
 
 def _stack_trace(n: int) -> str:
