@@ -16,7 +16,6 @@ from otel_openreplay import cli
 from otel_openreplay.doctor import (
     CheckReport,
     Entry,
-    ExitCode,
     Finding,
     Generation,
     Target,
@@ -33,6 +32,7 @@ from otel_openreplay.doctor import (
     render_text,
     ui_level,
 )
+from otel_openreplay.exit_codes import ExitCode
 from otel_openreplay.exporter import ElasticsearchLogExporter
 from otel_openreplay.keys import create_key
 from otel_openreplay.template import setup_index
@@ -128,12 +128,23 @@ class TestUiLevel:
             ("ERROR", "info"),
             ("fatal", "info"),
             ("warn", "info"),
+            ("FATAL", "info"),
+            ("Error", "info"),
+            ("fatal error", "error"),  # a substring test, like the frontend's String.includes
+            ("debugging info", "info"),  # error, warning, info, debug: the first that is in it
+            (["error"], "error"),  # a list: an element test (Array.includes)
+            (["ERROR"], "info"),
+            (["error: x"], "info"),
+            ([], "info"),
             (None, None),
             (3, None),
+            (17, None),
+            (True, None),
+            ({"name": "error"}, None),
         ],
     )
     def test_levels(self, level, shown):
-        """Lowercase names as such; anything else string is info; no string level is None."""
+        """As the frontend's `level.includes(...)`: a text or a list shows a status, anything else breaks."""
         assert ui_level(level) == shown
 
 
@@ -231,6 +242,31 @@ class TestCurrentView:
         shown, findings = current_view([_source("x", level="ERROR")])
         assert shown[0].level == "info"
         assert [(f.code, f.problem) for f in findings] == [("uppercase-level", False)]
+
+    @pytest.mark.parametrize("level", ["FATAL", "critical", "warn", "err"])
+    def test_other_level_noted(self, level):
+        """A level without error/warning/info/debug in it shows as info: a note naming it."""
+        shown, findings = current_view([_source("x", level=level)])
+        assert shown[0].level == "info"
+        assert [(f.code, f.problem) for f in findings] == [("unknown-level", False)]
+        assert repr(level) in findings[0].text
+
+    def test_info_is_no_note(self):
+        """`info` (and a text holding it) shows as info, as written: nothing to say."""
+        assert current_view([_source("x", level="info"), _source("y", level="severe info")])[1] == []
+
+    def test_one_record_without_level_fails_the_whole_panel(self):
+        """Good records beside one without `level` are not shown either: the generation is not ok."""
+        hits = [_source(f"r{n}", level="error") for n in range(3)] + [_source("bad", level=17)]
+        shown, findings = current_view(hits)
+        assert [f.code for f in findings] == ["no-level"]
+        assert "1 of 4 records" in findings[0].text
+        assert "Failed to fetch logs from Elasticsearch" in findings[0].text
+        generation = Generation("1.21", "OpenReplay ≥ 1.21", "logs", {}, shown=shown, findings=findings)
+        assert not generation.ok
+        report = CheckReport(Target.of(session_id="1"), "logs", "user u", generations=[generation])
+        assert exit_code_for(report) == ExitCode.NOTHING
+        assert "finds 4 records but shows none (see PROBLEM)" in render_text(report)
 
 
 class TestExplainMisses:
