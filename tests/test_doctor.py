@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -413,6 +418,13 @@ def _shown(report: dict, generation: str) -> list[dict]:
     return gen["shown"]
 
 
+def _readme_block(marker: str) -> str:
+    """The README's one ``sh`` block containing ``marker``."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [block for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL) if marker in block]
+    return block
+
+
 def _new_token() -> str:
     """A fresh token in OpenReplay's shape (12 base36 digits of session id), unique per test."""
     number, digits = uuid.uuid4().int % 36**12, ""
@@ -543,6 +555,31 @@ class TestCheckAgainstElasticsearch:
         assert code == 0
         assert "uppercase-level" in _codes(report, "1.21")
         assert _shown(report, "1.21")[0]["level"] == "info"
+
+    def test_the_readme_command_checks_the_pasted_key(self, doctor_node, admin):
+        """The README's command, as written, with the id and api_key pasted into OpenReplay's form: exit 0
+        for the right pair, 4 for a wrong api_key (OpenReplay's own form saves either)."""
+        block = _readme_block("printf '%s:%s'")
+        token = _new_token()
+        _write(admin, _document(token))
+        key = create_key(admin, "openreplay", "logs")
+        results = {}
+        for name, secret in (("right", key.api_key), ("wrong", key.api_key[::-1])):
+            command = (
+                block.replace("<the URL as typed in the form>", doctor_node.url)
+                .replace("<id>", key.id)
+                .replace("<api_key>", secret)
+                .replace("<the id of a session that logged an error>", _session_of(token))
+            )
+            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+            results[name] = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PATH": path}, timeout=120
+            )
+        assert results["right"].returncode == 0, results["right"].stderr
+        assert f"(id {key.id})" in results["right"].stdout
+        assert "OpenReplay ≥ 1.21 (session id), index logs: the replay shows 1 record" in results["right"].stdout
+        assert results["wrong"].returncode == 4, results["wrong"].stderr
+        assert "ERROR: Elasticsearch refused the credentials" in results["wrong"].stderr
 
     def test_privilege_missing(self, doctor_node, admin):
         """A key without `read` on `logs`: exit 4 and the missing privilege named."""
