@@ -283,6 +283,15 @@ def current_view(hits: Iterable[Mapping[str, Any]]) -> tuple[list[Entry], list[F
         shown.append(Entry(str(source.get("@timestamp", "")), shown_level, message))
     if breaking:
         findings.insert(0, no_level_finding(breaking, len(shown)))
+    if len(shown) >= PAGE_SIZE:
+        findings.append(
+            Finding(
+                "page-full",
+                f"OpenReplay ≥ 1.21 shows at most {PAGE_SIZE} records per session, the most relevant to its "
+                "search, not the first or the last in time: this session may have more that it never shows",
+                problem=False,
+            )
+        )
     return shown, unique_findings(findings)
 
 

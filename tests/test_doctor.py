@@ -260,6 +260,13 @@ class TestCurrentView:
         """`info` (and a text holding it) shows as info, as written: nothing to say."""
         assert current_view([_source("x", level="info"), _source("y", level="severe info")])[1] == []
 
+    def test_a_full_page_is_noted(self):
+        """1000 hits: the panel shows no more, in relevance order, so the doctor notes some may be missing."""
+        shown, findings = current_view([_source(f"r{n}", level="error") for n in range(1000)])
+        assert len(shown) == 1000
+        assert [(f.code, f.problem) for f in findings] == [("page-full", False)]
+        assert current_view([_source("r", level="error")] * 999)[1] == []
+
     def test_one_record_without_level_fails_the_whole_panel(self):
         """Good records beside one without `level` are not shown either: the generation is not ok."""
         hits = [_source(f"r{n}", level="error") for n in range(3)] + [_source("bad", level=17)]

@@ -282,6 +282,18 @@ class TestToDocument:
         assert document["level"] == "warning"
         assert document["tags"] == ["warning"]
 
+    @pytest.mark.parametrize(("number", "level"), [(25, "error"), (255, "error"), (5, "debug")])
+    def test_any_written_number_has_a_level(self, number, level):
+        """A plain-int severity (a bare API record), even beyond OTel's 24, gets its level and tag when written."""
+        record = SimpleNamespace(
+            log_record=SimpleNamespace(severity_number=number, body="odd", timestamp=1_795_702_054_120_000_000),
+            resource=None,
+            instrumentation_scope=None,
+        )
+        document = to_document(record, min_severity=1)
+        assert document is not None
+        assert (document["level"], document["tags"]) == (level, [level])
+
     def test_no_severity_never_written(self):
         """A record without a severity number is not written, whatever the threshold."""
         record = sdk_record({"time_unix_nano": 1, "body": "x"})
