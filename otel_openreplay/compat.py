@@ -5,6 +5,9 @@ from the server's version or configuration (API keys turned off on 7.x over plai
 parameter the server is too old to know, a client major the server does not speak) it returns a
 message naming the server's version and a tip saying what to do; for anything else, ``None``.
 :func:`server_version` reads the version (best effort: ``GET /``, else the local node's info).
+:func:`client_mismatch` is the one place that explains a client major the server refuses (a 9.x client
+on an 8.x server): the CLI's funnel and :func:`otel_openreplay.connection.describe_api_error` (the
+doctor's findings, the exporter's log) all say it with its words. It imports nothing of the package.
 
 It must never raise (it runs while reporting another error), nor send anything but read-only requests.
 """
@@ -87,7 +90,7 @@ def explain_refusal(error: Any, version: str | None) -> tuple[str, str] | None:
 
 def client_mismatch(error: Any, version: str | None = None) -> tuple[str, str] | None:
     """``(message, tip)`` when the server refused the Python client's major (a 9.x client on an 8.x
-    server), else None. The one place that says so: the CLI, the doctor and the exporter's log all use it.
+    server), else None.
 
     ``version`` is the server's version if known; the message names it.
     """

@@ -296,12 +296,12 @@ def current_view(hits: Iterable[Mapping[str, Any]]) -> tuple[list[Entry], list[F
 
 
 def no_level_finding(breaking: int, total: int) -> Finding:
-    """Records without a text ``level`` fail ≥ 1.21's whole panel for the session."""
+    """Records without a ``level`` the panel can read fail ≥ 1.21's whole panel for the session."""
     return Finding(
         "no-level",
-        f"{breaking} of {total} record{'s' if total != 1 else ''} ha{'ve' if breaking != 1 else 's'} no text "
-        "`level`: OpenReplay ≥ 1.21's log panel fails on the whole session (\"Failed to fetch logs from "
-        'Elasticsearch") and shows none of them',
+        f"{breaking} of {total} record{'s' if total != 1 else ''} ha{'ve' if breaking != 1 else 's'} no `level` "
+        "(or one that is neither text nor a list): OpenReplay ≥ 1.21's log panel fails on the whole session "
+        '("Failed to fetch logs from Elasticsearch") and shows none of them',
         "write `level` (error, warning, info or debug, in lowercase) on every document, as the exporter and the "
         "collector config do; documents already written stay broken until they are deleted or updated",
     )

@@ -20,7 +20,7 @@ def add_command(commands: Any) -> None:
         "check-cors",
         help="would the browser send the session header to this API? (sends the CORS preflight)",
         description="Sends the preflight a browser sends before calling URL from a page on ORIGIN with the "
-        f"session header, and judges the answer as the browser does. Only OPTIONS is sent. Exit codes: "
+        "session header, and judges the answer as the browser does. Only OPTIONS is sent. Exit codes: "
         f"{CHECK_CORS_CODES}.",
     )
     cors.add_argument("url", help="an API URL the page calls, e.g. https://api.shop.example/checkout")
