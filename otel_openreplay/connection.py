@@ -298,5 +298,5 @@ def describe_api_error(error: Any) -> str:
         text = f"HTTP {status}: {getattr(error, 'message', error)}"
     mismatch = client_mismatch(error)
     if mismatch is not None:
-        text += f" ({mismatch[1]})"
+        text += f" — {mismatch[1]}"
     return text

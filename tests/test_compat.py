@@ -109,7 +109,7 @@ class TestClientMismatch:
         assert is_version_mismatch(error)
         assert explain_refusal(error, None) == (message, tip)
         assert cli.explain_error(error) == (message, tip, 3)
-        assert describe_api_error(error).endswith(f"({tip})")
+        assert describe_api_error(error).endswith(f" — {tip}")
 
     def test_other_errors_are_not_a_mismatch(self) -> None:
         """An unknown parameter is no client mismatch: no pin in the description."""
