@@ -6,6 +6,8 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
@@ -293,6 +295,27 @@ class TestToDocument:
         document = to_document(record, min_severity=1)
         assert document is not None
         assert (document["level"], document["tags"]) == (level, [level])
+
+    @given(
+        number=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        text=st.one_of(st.none(), st.text(max_size=12)),
+        threshold=st.integers(min_value=-5, max_value=30),
+    )
+    def test_every_written_document_has_a_level_the_panel_reads(self, number, text, threshold):
+        """Whatever number and text a sender set and whatever the threshold, a document has a `level` that
+        OpenReplay ≥ 1.21's panel shows as that very status, and `tags` with it; no number (< 1) is no document."""
+        record = SimpleNamespace(
+            log_record=SimpleNamespace(severity_number=number, severity_text=text, body="x", timestamp=1),
+            resource=None,
+            instrumentation_scope=None,
+        )
+        document = to_document(record, min_severity=threshold)
+        if number < 1 or number < threshold:
+            assert document is None
+            return
+        assert document is not None
+        assert ui_level(document["level"]) == document["level"] == level_for(number)
+        assert document["tags"] == [document["level"]]
 
     def test_no_severity_never_written(self):
         """A record without a severity number is not written, whatever the threshold."""
