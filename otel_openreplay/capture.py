@@ -123,7 +123,7 @@ class Capture:
                 _report_unlogged(span, exception)
 
         record_exception.__wrapped__ = original  # type: ignore[attr-defined]
-        Span.record_exception = record_exception  # type: ignore[method-assign]
+        Span.record_exception = record_exception  # type: ignore[method-assign,assignment]  # same call, *args
 
 
 def _remember_from_span(span: Any, exception: BaseException) -> None:

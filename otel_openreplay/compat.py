@@ -5,6 +5,9 @@ from the server's version or configuration (API keys turned off on 7.x over plai
 parameter the server is too old to know, a client major the server does not speak) it returns a
 message naming the server's version and a tip saying what to do; for anything else, ``None``.
 :func:`server_version` reads the version (best effort: ``GET /``, else the local node's info).
+:func:`client_mismatch` is the one place that explains a client major the server refuses (a 9.x client
+on an 8.x server): the CLI's funnel and :func:`otel_openreplay.connection.describe_api_error` (the
+doctor's findings, the exporter's log) all say it with its words. It imports nothing of the package.
 
 It must never raise (it runs while reporting another error), nor send anything but read-only requests.
 """
@@ -82,6 +85,20 @@ def explain_refusal(error: Any, version: str | None) -> tuple[str, str] | None:
             "the server is older than this request needs: see the README's Compatibility table for what "
             "works on your version, or upgrade Elasticsearch",
         )
+    return client_mismatch(error, version)
+
+
+def client_mismatch(error: Any, version: str | None = None) -> tuple[str, str] | None:
+    """``(message, tip)`` when the server refused the Python client's major (a 9.x client on an 8.x
+    server), else None.
+
+    ``version`` is the server's version if known; the message names it.
+    """
+    if not is_version_mismatch(error):
+        return None
+    cause = _cause(error)
+    kind, reason = cause.get("type", ""), cause.get("reason", "")
+    server = f"Elasticsearch {version}" if version else "this Elasticsearch server (version unknown)"
     majors = _ACCEPTED_MAJORS.search(f"{reason} {error} {getattr(error, 'body', '')}")  # causes included
     if majors:
         newest = max(int(majors.group(1)), int(majors.group(2)))
@@ -90,13 +107,17 @@ def explain_refusal(error: Any, version: str | None) -> tuple[str, str] | None:
             f"{majors.group(3)}.x Python client installed here ({kind}: {reason})",
             f"pip install \"elasticsearch<{newest + 1}\" (the client's major must not be newer than the server's)",
         )
-    if kind == "media_type_header_exception":
-        return (
-            f"{server} refused the Python client's compatibility header: the client's major is newer than the "
-            f"server's ({kind}: {reason})",
-            'pip install "elasticsearch<9" for an 8.x server (a client may not be newer than the server)',
-        )
-    return None
+    return (
+        f"{server} refused the Python client's compatibility header: the client's major is newer than the "
+        f"server's ({kind}: {reason})",
+        "pip install \"elasticsearch<9\" for an 8.x server (the client's major must not be newer than the server's)",
+    )
+
+
+def is_version_mismatch(error: Any) -> bool:
+    """Whether an error is the server refusing the client's ``compatible-with`` media type."""
+    text = str(getattr(error, "body", "")) + " " + str(error)
+    return "compatible-with" in text or "media_type_header_exception" in text
 
 
 def _cause(error: Any) -> dict[str, str]:

@@ -23,6 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from otel_openreplay.compat import client_mismatch
 from otel_openreplay.settings import SettingsError, Spec, read_specs
 
 if TYPE_CHECKING:
@@ -285,7 +286,7 @@ def describe_api_error(error: Any) -> str:
     """``HTTP <status> <type>: <reason>`` of an Elasticsearch error answer, naming a client/server mismatch.
 
     A 9.x client's ``compatible-with=9`` header is refused by an 8.x server (HTTP 400 about the media
-    type): the text then says to install ``elasticsearch<9``.
+    type): the text then ends with :func:`otel_openreplay.compat.client_mismatch`'s tip.
     """
     body = getattr(error, "body", None)
     body = body if isinstance(body, Mapping) else {}
@@ -295,12 +296,7 @@ def describe_api_error(error: Any) -> str:
         text = f"HTTP {status} {cause.get('type', '')}: {cause.get('reason', '')}"
     else:
         text = f"HTTP {status}: {getattr(error, 'message', error)}"
-    if is_version_mismatch(error):
-        text += " (the client's major version is not the server's: use elasticsearch<9 with an 8.x server)"
+    mismatch = client_mismatch(error)
+    if mismatch is not None:
+        text += f" — {mismatch[1]}"
     return text
-
-
-def is_version_mismatch(error: Any) -> bool:
-    """Whether an error is the server refusing the client's ``compatible-with`` media type."""
-    text = str(getattr(error, "body", "")) + " " + str(error)
-    return "compatible-with" in text or "media_type_header_exception" in text

@@ -22,8 +22,9 @@ import ssl
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
+
+from otel_openreplay.exit_codes import ExitCode
 
 TRACKER_HEADER = "X-OpenReplay-SessionToken"
 """What OpenReplay's tracker sends with ``network: {sessionTokenHeader: true}``."""
@@ -32,15 +33,6 @@ SAFELISTED_METHODS = frozenset({"GET", "HEAD", "POST"})
 _NORMALIZED_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"})
 """The methods a browser upper-cases (Fetch: normalize a method); any other keeps its case (``patch``)."""
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-class CorsExit(IntEnum):
-    """Exit codes of ``check-cors``, numbered as ``es check``'s (:class:`otel_openreplay.doctor.ExitCode`)."""
-
-    ALLOWED = 0
-    REFUSED = 1
-    USAGE = 2
-    CONNECT = 3
 
 
 @dataclass(frozen=True)
@@ -91,8 +83,9 @@ class Verdict:
         return not self.problems
 
     @property
-    def exit_code(self) -> CorsExit:
-        return CorsExit.ALLOWED if self.allowed else CorsExit.REFUSED
+    def exit_code(self) -> ExitCode:
+        """``check-cors``'s exit code: allowed (0) or refused (1)."""
+        return ExitCode.ALLOWED if self.allowed else ExitCode.REFUSED
 
     def as_json(self) -> dict[str, Any]:
         return {

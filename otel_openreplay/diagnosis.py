@@ -18,6 +18,7 @@ from otel_openreplay.generations import (
     CURRENT_INDEX,
     LEGACY,
     Finding,
+    Generation,
     Target,
     bad_time_finding,
     legacy_token,
@@ -29,8 +30,6 @@ from otel_openreplay.template import FIELD_TYPES, field_types_from_field_caps, m
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
-
-    from otel_openreplay.doctor import CheckReport
 
 DIAGNOSTIC_SIZE = 200
 """Records of the session the wider search looks at when explaining what a generation misses."""
@@ -198,11 +197,21 @@ def mapping_findings(client: Elasticsearch, index: str) -> list[Finding]:
     return findings
 
 
-def diagnose(client: Elasticsearch, report: CheckReport, target: Target, since_ms: int, now_ms: int) -> None:
-    """Find the session's records however they were written, and say why a generation misses them."""
+def diagnose(
+    client: Elasticsearch,
+    index: str,
+    generations: Sequence[Generation],
+    target: Target,
+    since_ms: int,
+    now_ms: int,
+) -> list[Finding]:
+    """Find the session's records however they were written, and say why a generation misses them.
+
+    Adds each generation's own findings to it; returns the findings about the check as a whole.
+    """
     from elasticsearch import ApiError
 
-    indexes = sorted({report.index, CURRENT_INDEX})
+    indexes = sorted({index, CURRENT_INDEX})
     try:
         answer = client.search(
             index=",".join(indexes),
@@ -211,9 +220,9 @@ def diagnose(client: Elasticsearch, report: CheckReport, target: Target, since_m
             ignore_unavailable=True,
         ).body
     except ApiError:
-        return
+        return []
     hits = answer.get("hits", {}).get("hits", [])
-    for generation in report.generations:
+    for generation in generations:
         shown_messages = {entry.message for entry in generation.shown}
         for hit in hits:
             source = hit.get("_source", {})
@@ -228,12 +237,14 @@ def diagnose(client: Elasticsearch, report: CheckReport, target: Target, since_m
             if finding is not None:
                 generation.findings.append(finding)
         generation.findings = unique_findings(generation.findings)
-    if not hits and not any(g.shown for g in report.generations):
-        report.findings.append(
-            Finding(
-                "no-records",
-                f"no record of {target.describe()} is in {', '.join(indexes)} at all",
-                "was an error logged during that session? is the service exporting (OTEL_LOGS_EXPORTER, "
-                "the collector's logs pipeline)? is the token header reaching the service?",
-            )
+    if hits or any(g.shown for g in generations):
+        return []
+    return [
+        Finding(
+            "no-records",
+            f"no record of {target.describe()} is in {', '.join(indexes)} at all",
+            "was an error logged during that session? is the service exporting (OTEL_LOGS_EXPORTER, "
+            "the collector's logs pipeline)? is the token header reaching the service? (OpenReplay ≥ 1.21's "
+            'panel says "Failed to fetch logs from Elasticsearch" for such a session)',
         )
+    ]

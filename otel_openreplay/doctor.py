@@ -24,7 +24,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from otel_openreplay.connection import DEFAULT_INDEX, describe_api_error
@@ -38,6 +37,7 @@ from otel_openreplay.diagnosis import (
     privilege_findings,
     refused_finding,
 )
+from otel_openreplay.exit_codes import ExitCode
 from otel_openreplay.generations import (
     CURRENT,
     CURRENT_INDEX,
@@ -47,6 +47,7 @@ from otel_openreplay.generations import (
     PAGE_SIZE,
     Entry,
     Finding,
+    Generation,
     Target,
     current_request,
     current_view,
@@ -71,7 +72,6 @@ __all__ = [  # the doctor's public names, wherever they are defined
     "PAGE_SIZE",
     "CheckReport",
     "Entry",
-    "ExitCode",
     "Finding",
     "Generation",
     "Target",
@@ -93,35 +93,6 @@ __all__ = [  # the doctor's public names, wherever they are defined
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class ExitCode(IntEnum):
-    """The doctor's exit codes (also the CLI's)."""
-
-    FOUND = 0
-    NOTHING = 1
-    USAGE = 2
-    CONNECT = 3
-    AUTH = 4
-    INDEX = 5
-    UNSUPPORTED = 6  # the server's version or settings refuse it (API keys off on 7.x, too old for a parameter)
-
-
-@dataclass
-class Generation:
-    """What one OpenReplay generation would show for the target, and why not more."""
-
-    name: str
-    title: str
-    index: str
-    request: dict[str, Any]
-    shown: list[Entry] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the replay shows records: some are found and none breaks the panel."""
-        return bool(self.shown) and not any(f.problem and f.code == "no-level" for f in self.findings)
 
 
 @dataclass
@@ -190,7 +161,13 @@ def render_text(report: CheckReport) -> str:
         lines += _finding_lines(finding, "")
     for generation in report.generations:
         count = len(generation.shown)
-        verdict = f"shows {count} record{'s' if count != 1 else ''}" if count else "shows nothing"
+        records = f"{count} record{'s' if count != 1 else ''}"
+        if not count:
+            verdict = "shows nothing"
+        elif generation.ok:
+            verdict = f"shows {records}"
+        else:
+            verdict = f"finds {records} but shows none (see PROBLEM)"
         lines.append("")
         lines.append(f"{generation.title}, index {generation.index}: the replay {verdict}")
         for entry in generation.shown:
@@ -280,7 +257,7 @@ def run_check(
         current.findings += _run_current(client, current)
     report.generations.append(current)
 
-    diagnose(client, report, target, since_ms, now_ms)
+    report.findings += diagnose(client, report.index, report.generations, target, since_ms, now_ms)
     report.exit_code = exit_code_for(report)
     return report
 

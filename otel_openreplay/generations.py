@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,9 @@ MAX_SCROLL_PAGES = 20
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _UI_LEVELS = ("error", "warning", "info", "debug")
+
+PANEL_BREAKERS = frozenset({"no-level"})
+"""Finding codes that fail ≥ 1.21's whole log panel for the session, whatever else is found."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,23 @@ class Finding:
     text: str
     tip: str = ""
     problem: bool = True
+
+
+@dataclass
+class Generation:
+    """What one OpenReplay generation would show for the target, and why not more."""
+
+    name: str
+    title: str
+    index: str
+    request: dict[str, Any]
+    shown: list[Entry] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the replay shows records: some are found and none breaks the panel."""
+        return bool(self.shown) and not any(f.problem and f.code in PANEL_BREAKERS for f in self.findings)
 
 
 # --- OpenReplay's requests, as they send them -----------------------------------------------------
@@ -195,15 +215,17 @@ def parse_rfc3339(value: Any) -> datetime | None:
 
 
 def ui_level(level: Any) -> str | None:
-    """The level OpenReplay ≥ 1.21's panel shows: the first of error/warning/info/debug that ``level``
-    contains, ``info`` otherwise (so ``ERROR`` shows as info); ``None`` when there is no string level
-    (the panel breaks)."""
-    if not isinstance(level, str):
-        return None
-    for name in _UI_LEVELS:
-        if name in level:
-            return name
-    return "info"
+    """The status OpenReplay ≥ 1.21's panel shows for a record's ``level``, or ``None`` when it breaks the panel.
+
+    Its frontend (``BackendLogs/utils.ts``) calls ``level.includes(name)`` for error, warning, info, debug
+    in turn and takes the first that matches, ``info`` when none does: on a string that is a substring
+    test, case-sensitive (``ERROR``, ``fatal`` and ``warn`` show as info); on a list, an element test.
+    Anything else (no ``level``, a number, an object) has no ``includes``: the call throws and the whole
+    panel fails ("Failed to fetch logs from Elasticsearch"), for every record of the session.
+    """
+    if isinstance(level, (str, list)):
+        return next((name for name in _UI_LEVELS if name in level), "info")
+    return None
 
 
 def _belongs_to(token: str | None, target: Target) -> bool:
@@ -238,9 +260,14 @@ def legacy_view(hits: Iterable[Mapping[str, Any]], target: Target) -> tuple[list
 
 
 def current_view(hits: Iterable[Mapping[str, Any]]) -> tuple[list[Entry], list[Finding]]:
-    """What ≥ 1.21's panel shows of its hits, and the problems of the ones it shows badly."""
+    """What ≥ 1.21's panel shows of its hits, and the problems of the ones it shows badly.
+
+    One hit whose ``level`` breaks the panel (see :func:`ui_level`) fails the whole panel: the
+    ``no-level`` finding is a problem, and :attr:`Generation.ok` is false however many hits are fine.
+    """
     shown: list[Entry] = []
     findings: list[Finding] = []
+    breaking = 0
     for hit in hits:
         source = hit.get("_source", {})
         message = source.get("message")
@@ -249,26 +276,47 @@ def current_view(hits: Iterable[Mapping[str, Any]]) -> tuple[list[Entry], list[F
         level = source.get("level")
         shown_level = ui_level(level)
         if shown_level is None:
-            findings.append(
-                Finding(
-                    "no-level",
-                    "records have no `level`: OpenReplay ≥ 1.21's log panel breaks on them",
-                    "write `level` (error/warning/info/debug) on every document, as the exporter and "
-                    "the collector config do",
-                )
-            )
+            breaking += 1
             shown_level = "?"
-        elif shown_level == "info" and isinstance(level, str) and level.lower() in _UI_LEVELS and level != "info":
-            findings.append(
-                Finding(
-                    "uppercase-level",
-                    f"`level` is {level!r}: OpenReplay ≥ 1.21 shows it as info (it looks for lowercase)",
-                    "write the level in lowercase (`error`)",
-                    problem=False,
-                )
-            )
+        elif shown_level == "info" and "info" not in level:
+            findings.append(level_as_info_finding(level))
         shown.append(Entry(str(source.get("@timestamp", "")), shown_level, message))
+    if breaking:
+        findings.insert(0, no_level_finding(breaking, len(shown)))
+    if len(shown) >= PAGE_SIZE:
+        findings.append(
+            Finding(
+                "page-full",
+                f"OpenReplay ≥ 1.21 shows at most {PAGE_SIZE} records per session, the most relevant to its "
+                "search, not the first or the last in time: this session may have more that it never shows",
+                problem=False,
+            )
+        )
     return shown, unique_findings(findings)
+
+
+def no_level_finding(breaking: int, total: int) -> Finding:
+    """Records without a ``level`` the panel can read fail ≥ 1.21's whole panel for the session."""
+    return Finding(
+        "no-level",
+        f"{breaking} of {total} record{'s' if total != 1 else ''} ha{'ve' if breaking != 1 else 's'} no `level` "
+        "(or one that is neither text nor a list): OpenReplay ≥ 1.21's log panel fails on the whole session "
+        '("Failed to fetch logs from Elasticsearch") and shows none of them',
+        "write `level` (error, warning, info or debug, in lowercase) on every document, as the exporter and the "
+        "collector config do; documents already written stay broken until they are deleted or updated",
+    )
+
+
+def level_as_info_finding(level: Any) -> Finding:
+    """A ``level`` without a lowercase error/warning/info/debug in it shows as info."""
+    capitals = isinstance(level, str) and any(name in level.lower() for name in _UI_LEVELS)
+    return Finding(
+        "uppercase-level" if capitals else "unknown-level",
+        f"`level` is {level!r}: OpenReplay ≥ 1.21 shows it as info (it looks for error, warning, info or debug, "
+        "in lowercase, in it)",
+        "write the level in lowercase: `error` (FATAL and CRITICAL too), `warning`, `info` or `debug`",
+        problem=False,
+    )
 
 
 def token_dash_finding(token: str, cut: str | None) -> Finding:

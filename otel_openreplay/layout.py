@@ -92,8 +92,14 @@ def view_of(record: Any, replay_url: str | None = None) -> RecordView:
 
 
 def level_for(severity_number: int) -> str | None:
-    """OpenReplay's lowercase level for an OTel severity number (17-24 error … 1-8 debug), else ``None``."""
-    if 17 <= severity_number <= 24:
+    """OpenReplay's lowercase level for an OTel severity number, else ``None`` (0 and below: no severity).
+
+    17-24 (ERROR … FATAL4) are ``error``, 13-16 ``warning``, 9-12 ``info``, 1-8 ``debug``; a number above 24,
+    outside OTel's range but possible over OTLP, counts as the most severe. The severity text plays no
+    part (it goes to ``log.level`` as sent): OpenReplay ≥ 1.21's panel reads ``level`` with a
+    case-sensitive ``includes``, and a document without it fails the panel for the whole session.
+    """
+    if severity_number >= 17:
         return "error"
     if 13 <= severity_number <= 16:
         return "warning"

@@ -10,10 +10,11 @@ The dashboard part (``OTEL_OPENREPLAY_REPLAY_URL``, e.g. ``https://openreplay.ex
 validated by :func:`parse_replay_url`; :class:`ReplayLinks` builds links for one dashboard, caching
 each session's base URL and start so the per-record work is one dict lookup and one subtraction.
 
-Everything here is pure: no I/O, no clock, no environment. It imports only the standard library (the
-settings module, which the propagator loads early, uses it). It never raises on a strange session id or
-time: those give a link without ``jumpto``, or no link. The link is never part of the message prefix
-(OpenReplay searches the prefix) and never goes into baggage or outgoing headers.
+Everything here is pure: no I/O, no clock, no environment. It imports only the standard library and
+:mod:`otel_openreplay.settings_error` (the settings module, which the propagator loads early, uses it).
+It never raises on a strange session id or time: those give a link without ``jumpto``, or no link. The
+link is never part of the message prefix (OpenReplay searches the prefix) and never goes into baggage or
+outgoing headers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from urllib.parse import urlsplit
+
+from otel_openreplay.settings_error import SettingsError
 
 URL_KEY = "openReplaySession.url"
 """Attribute and document field of the replay link (Elasticsearch: ``keyword``)."""
@@ -47,11 +50,9 @@ def parse_replay_url(name: str, raw: str) -> str | None:
 
     Accepted: an absolute ``http://`` or ``https://`` URL with a host whose path ends with the numeric
     project id (``/3``, ``/openreplay/3``), no query, no fragment and no whitespace; surrounding
-    whitespace is ignored and a trailing ``/`` is dropped. Anything else raises ``SettingsError`` (from
-    :mod:`otel_openreplay.settings`) naming ``name``, with an example.
+    whitespace is ignored and a trailing ``/`` is dropped. Anything else raises
+    :class:`~otel_openreplay.settings_error.SettingsError` naming ``name``, with an example.
     """
-    from otel_openreplay.settings import SettingsError  # both modules import only the standard library
-
     value = raw.strip()
     if not value:
         return None

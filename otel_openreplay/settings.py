@@ -4,8 +4,8 @@ Every setting, its default and its meaning are stated once, in ``SPECS`` below; 
 is tested against it. ``Settings.from_env(**overrides)`` reads the environment, applies keyword
 overrides and validates: a bad value raises :class:`SettingsError` naming the variable, at start-up.
 
-This module must import nothing but the standard library (and :mod:`otel_openreplay.replay`, which
-imports only the standard library too): the propagator reads it while
+This module must import nothing but the standard library (and :mod:`otel_openreplay.replay` and
+:mod:`otel_openreplay.settings_error`, which import only that too): the propagator reads it while
 ``opentelemetry.propagate`` is still importing. The module-level ``OTEL_OPENREPLAY_*`` constants
 also give ``opentelemetry-instrument`` a ``--openreplay_*`` flag each (entry point group
 ``opentelemetry_environment_variables``).
@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from otel_openreplay.replay import parse_replay_url
+from otel_openreplay.settings_error import SettingsError as SettingsError  # re-exported: its home for importers
 
 OTEL_OPENREPLAY_TOKEN_HEADERS = "OTEL_OPENREPLAY_TOKEN_HEADERS"
 """Comma-separated request headers that carry the session token (any case)."""
@@ -47,10 +48,6 @@ OTEL_OPENREPLAY_REPLAY_URL = "OTEL_OPENREPLAY_REPLAY_URL"
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PREFIX_PARTS = ("token", "id")
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used; the message names the variable and what is expected."""
 
 
 def _bool(name: str, raw: str) -> bool:

@@ -20,8 +20,9 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from otel_openreplay import cli
-from otel_openreplay.cors import TRACKER_HEADER, CorsExit, check
+from otel_openreplay.cors import TRACKER_HEADER, check
 from otel_openreplay.doctor import LEGACY_TOKEN_RE, legacy_request
+from otel_openreplay.exit_codes import ExitCode
 from otel_openreplay.replay import session_start_ms
 from tests.apps import App
 from tests.stack import collector as collector_stack
@@ -278,7 +279,7 @@ class TestRefusedPreflight:
             )
 
             verdict = check(f"{api.origin}/checkout", frontend.origin)
-            assert verdict.exit_code == CorsExit.REFUSED
+            assert verdict.exit_code == ExitCode.REFUSED
             assert verdict.refused_headers == [TRACKER_HEADER]
             code, out = run_check_cors(f"{api.origin}/checkout", frontend.origin)
             assert code == 1

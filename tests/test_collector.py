@@ -4,7 +4,8 @@ Pure checks need nothing; the others (``e2e``) run the real ``otelcol-openreplay
 ``collector/build.sh`` (minutes on a cold cache, then cached):
 
 - ``validate`` accepts the shipped config and fails loudly on a broken copy;
-- the OTTL output, read from the debug exporter, equals ``otel_openreplay.layout`` field by field;
+- the OTTL output, read from the debug exporter, equals ``otel_openreplay.layout`` field by field, and
+  every golden record (``tests/fixtures/documents``), sent as OTLP/JSON, becomes its golden document;
 - against a real Elasticsearch (``es_node``): records sent from the Python SDK over OTLP gRPC and HTTP
   are read back by a user with nothing but ``read`` on ``logs``; basic auth and API key; latency;
   SIGKILL of the collector while records wait for a stopped Elasticsearch loses and duplicates nothing.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from elasticsearch import Elasticsearch
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
@@ -43,9 +45,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_openreplay import layout
+from otel_openreplay.generations import ui_level
 from otel_openreplay.replay import session_start_ms
 from tests.conftest import TOKEN, otel_logging_handler
 from tests.conftest import TOKEN_SESSION_ID as TOKEN_ID
+from tests.fixtures.documents.golden import Case, cases, otlp_json
 from tests.flakeid import flake_id
 from tests.stack import collector as stack
 from tests.stack import es
@@ -144,14 +148,25 @@ def by_message(documents: list[dict[str, Any]]) -> dict[str | None, dict[str, An
     return keyed
 
 
-def debug_documents(collector: stack.Collector, service: str) -> list[dict[str, Any]]:
-    """The documents of ``service`` the debug exporter printed: lines ``Body: Map({...json...})``."""
+def all_debug_documents(collector: stack.Collector) -> list[dict[str, Any]]:
+    """Every document the debug exporter printed: lines ``Body: Map({...json...})``."""
     found = []
     for line in collector.log_text().splitlines():
         text = line.strip()
         if text.startswith("Body: Map(") and text.endswith(")"):
             found.append(json.loads(text[len("Body: Map(") : -1]))
-    return [doc for doc in found if doc.get("service", {}).get("name") == service]
+    return found
+
+
+def debug_documents(collector: stack.Collector, service: str) -> list[dict[str, Any]]:
+    """The documents of ``service`` the debug exporter printed."""
+    return [doc for doc in all_debug_documents(collector) if doc.get("service", {}).get("name") == service]
+
+
+def post_otlp_json(collector: stack.Collector, records: list[dict[str, Any]]) -> None:
+    """Send ``records`` (golden-record form) as one OTLP/JSON request, as a service in any language may."""
+    response = requests.post(collector.http_logs_url, json=otlp_json(records), timeout=30)
+    assert response.status_code == 200, response.text
 
 
 def wait_for_debug(collector: stack.Collector, service: str, count: int) -> list[dict[str, Any]]:
@@ -447,6 +462,78 @@ def test_known_difference_session_id_beyond_int64(debug_collector: stack.Collect
     assert python_doc["openReplaySession"]["id"] == str(int("2zzzzzzzzzzzz", 36))
     assert "openReplaySession" not in doc
     assert doc["message"] == f"[openReplaySessionToken={token}] overflow"
+
+
+GOLDEN_BY_WRITER: dict[str, list[Case]] = {}
+for _case in cases():
+    GOLDEN_BY_WRITER.setdefault(json.dumps(_case.writer, sort_keys=True), []).append(_case)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("writer", sorted(GOLDEN_BY_WRITER), ids=lambda writer: writer.strip("{}") or "defaults")
+def test_golden_records_become_the_golden_documents(binary: Path, writer: str) -> None:
+    """Each golden record, sent as OTLP/JSON by a non-Python sender (exactly its severity, no SDK in
+    between), becomes its golden document, with the case's writer settings; a record golden leaves
+    unwritten gives nothing."""
+    group = GOLDEN_BY_WRITER[writer]
+    expected = [case.document for case in group if case.document is not None]
+    env = {"OPENREPLAY_ES_URL": DUMMY_ES_URL, **group[0].writer_env}
+    with stack.Collector([stack.CONFIG, stack.DEBUG_OVERLAY], env, binary=binary) as collector:
+        post_otlp_json(collector, [case.record for case in group])
+        wait_for(f"{len(expected)} documents", lambda: len(all_debug_documents(collector)) >= len(expected))
+        time.sleep(0.5)  # a document that should not be there would have arrived by now too
+        got = [layout.expand_dotted(doc) for doc in all_debug_documents(collector)]
+    assert sorted(got, key=_canonical) == sorted(expected, key=_canonical)
+
+
+def _canonical(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True)
+
+
+ODD_SEVERITIES: list[tuple[int, str | None]] = [
+    (0, "ERROR"),  # text only
+    (1, None),
+    (5, "debug"),
+    (9, "Info"),
+    (13, "WARN"),
+    (16, "WARNING4"),
+    (17, None),
+    (17, "error"),
+    (17, "info"),
+    (20, "CRITICAL"),
+    (21, "FATAL"),
+    (24, "FATAL4"),
+    (25, "FATAL5"),  # beyond OTel's range: OTLP carries it, no Python SDK can send it
+    (255, None),
+]
+
+
+@pytest.mark.e2e
+def test_every_document_has_a_level_the_panel_reads(binary: Path) -> None:
+    """With every severity kept (OPENREPLAY_MIN_SEVERITY_NUMBER=1), whatever number and text a sender set, each
+    document the collector writes has the lowercase `level` of layout.py for that number, which OpenReplay
+    ≥ 1.21's panel shows as that very status; a record without a number (0) is written by neither path."""
+    records = [
+        {"time_unix_nano": 1_795_702_054_120_000_000, "severity_number": number, "body": f"severity {number} {text}"}
+        | ({"severity_text": text} if text is not None else {})
+        for number, text in ODD_SEVERITIES
+    ]
+    env = {"OPENREPLAY_ES_URL": DUMMY_ES_URL, "OPENREPLAY_MIN_SEVERITY_NUMBER": "1"}
+    with stack.Collector([stack.CONFIG, stack.DEBUG_OVERLAY], env, binary=binary) as collector:
+        post_otlp_json(collector, records)
+        count = len(ODD_SEVERITIES) - 1
+        wait_for(f"{count} documents", lambda: len(all_debug_documents(collector)) >= count)
+        time.sleep(0.5)
+        got = {doc["message"]: doc for doc in all_debug_documents(collector)}
+    assert set(got) == {record["body"] for record in records if record["severity_number"] >= 1}
+    for (number, text), record in zip(ODD_SEVERITIES, records, strict=True):
+        if number < 1:
+            continue
+        document = got[record["body"]]
+        assert document["level"] == layout.level_for(number), record["body"]
+        assert ui_level(document["level"]) == document["level"]
+        assert document["tags"] == [document["level"]]
+        assert document.get("log", {}).get("level") == text
 
 
 # --- against a real Elasticsearch ------------------------------------------------------------------

@@ -13,7 +13,8 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import BadRequestError
 
 from otel_openreplay import cli
-from otel_openreplay.compat import explain_refusal
+from otel_openreplay.compat import client_mismatch, explain_refusal, is_version_mismatch
+from otel_openreplay.connection import describe_api_error
 
 API_KEYS_OFF = {
     "error": {
@@ -96,3 +97,22 @@ class TestExplainRefusal:
         message, tip = explain_refusal(refused(CLIENT_9_ON_8), "8.19.21") or ("", "")
         assert message.startswith("Elasticsearch 8.19.21 speaks the client API of version 8 or 7, not the 9.x")
         assert 'pip install "elasticsearch<9"' in tip
+
+
+class TestClientMismatch:
+    """The 9.x client against an 8.x server: one message, wherever it is met."""
+
+    def test_every_path_says_the_same(self) -> None:
+        """The CLI's funnel, the version refusal and the error description all give compat's tip."""
+        error = refused(CLIENT_9_ON_8)
+        message, tip = client_mismatch(error) or ("", "")
+        assert is_version_mismatch(error)
+        assert explain_refusal(error, None) == (message, tip)
+        assert cli.explain_error(error) == (message, tip, 3)
+        assert describe_api_error(error).endswith(f" — {tip}")
+
+    def test_other_errors_are_not_a_mismatch(self) -> None:
+        """An unknown parameter is no client mismatch: no pin in the description."""
+        error = refused(UNKNOWN_PARAMETER)
+        assert client_mismatch(error) is None
+        assert "elasticsearch<" not in describe_api_error(error)

@@ -14,7 +14,6 @@ from otel_openreplay import cli
 from otel_openreplay.cors import (
     TRACKER_HEADER,
     Answer,
-    CorsExit,
     Preflight,
     check,
     evaluate,
@@ -23,6 +22,7 @@ from otel_openreplay.cors import (
     render_text,
     validate_origin,
 )
+from otel_openreplay.exit_codes import ExitCode
 
 ORIGIN = "https://shop.example"
 URL = "https://api.shop.example/checkout"
@@ -63,7 +63,7 @@ class TestVerdict:
             }
         )
         assert verdict.allowed
-        assert verdict.exit_code == CorsExit.ALLOWED
+        assert verdict.exit_code == ExitCode.ALLOWED
 
     def test_allowed_by_wildcards_without_credentials(self) -> None:
         assert verdict_for({"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*"}).allowed
@@ -71,7 +71,7 @@ class TestVerdict:
     def test_header_missing_from_the_list(self) -> None:
         verdict = verdict_for({"Access-Control-Allow-Origin": ORIGIN, "Access-Control-Allow-Headers": "Content-Type"})
         assert not verdict.allowed
-        assert verdict.exit_code == CorsExit.REFUSED
+        assert verdict.exit_code == ExitCode.REFUSED
         assert verdict.refused_headers == [TRACKER_HEADER]
         (problem,) = verdict.problems
         assert problem.code == "allow-headers"

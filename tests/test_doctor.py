@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -16,7 +21,6 @@ from otel_openreplay import cli
 from otel_openreplay.doctor import (
     CheckReport,
     Entry,
-    ExitCode,
     Finding,
     Generation,
     Target,
@@ -33,6 +37,7 @@ from otel_openreplay.doctor import (
     render_text,
     ui_level,
 )
+from otel_openreplay.exit_codes import ExitCode
 from otel_openreplay.exporter import ElasticsearchLogExporter
 from otel_openreplay.keys import create_key
 from otel_openreplay.template import setup_index
@@ -128,12 +133,23 @@ class TestUiLevel:
             ("ERROR", "info"),
             ("fatal", "info"),
             ("warn", "info"),
+            ("FATAL", "info"),
+            ("Error", "info"),
+            ("fatal error", "error"),  # a substring test, like the frontend's String.includes
+            ("debugging info", "info"),  # error, warning, info, debug: the first that is in it
+            (["error"], "error"),  # a list: an element test (Array.includes)
+            (["ERROR"], "info"),
+            (["error: x"], "info"),
+            ([], "info"),
             (None, None),
             (3, None),
+            (17, None),
+            (True, None),
+            ({"name": "error"}, None),
         ],
     )
     def test_levels(self, level, shown):
-        """Lowercase names as such; anything else string is info; no string level is None."""
+        """As the frontend's `level.includes(...)`: a text or a list shows a status, anything else breaks."""
         assert ui_level(level) == shown
 
 
@@ -231,6 +247,38 @@ class TestCurrentView:
         shown, findings = current_view([_source("x", level="ERROR")])
         assert shown[0].level == "info"
         assert [(f.code, f.problem) for f in findings] == [("uppercase-level", False)]
+
+    @pytest.mark.parametrize("level", ["FATAL", "critical", "warn", "err"])
+    def test_other_level_noted(self, level):
+        """A level without error/warning/info/debug in it shows as info: a note naming it."""
+        shown, findings = current_view([_source("x", level=level)])
+        assert shown[0].level == "info"
+        assert [(f.code, f.problem) for f in findings] == [("unknown-level", False)]
+        assert repr(level) in findings[0].text
+
+    def test_info_is_no_note(self):
+        """`info` (and a text holding it) shows as info, as written: nothing to say."""
+        assert current_view([_source("x", level="info"), _source("y", level="severe info")])[1] == []
+
+    def test_a_full_page_is_noted(self):
+        """1000 hits: the panel shows no more, in relevance order, so the doctor notes some may be missing."""
+        shown, findings = current_view([_source(f"r{n}", level="error") for n in range(1000)])
+        assert len(shown) == 1000
+        assert [(f.code, f.problem) for f in findings] == [("page-full", False)]
+        assert current_view([_source("r", level="error")] * 999)[1] == []
+
+    def test_one_record_without_level_fails_the_whole_panel(self):
+        """Good records beside one without `level` are not shown either: the generation is not ok."""
+        hits = [_source(f"r{n}", level="error") for n in range(3)] + [_source("bad", level=17)]
+        shown, findings = current_view(hits)
+        assert [f.code for f in findings] == ["no-level"]
+        assert "1 of 4 records" in findings[0].text
+        assert "Failed to fetch logs from Elasticsearch" in findings[0].text
+        generation = Generation("1.21", "OpenReplay ≥ 1.21", "logs", {}, shown=shown, findings=findings)
+        assert not generation.ok
+        report = CheckReport(Target.of(session_id="1"), "logs", "user u", generations=[generation])
+        assert exit_code_for(report) == ExitCode.NOTHING
+        assert "finds 4 records but shows none (see PROBLEM)" in render_text(report)
 
 
 class TestExplainMisses:
@@ -377,6 +425,13 @@ def _shown(report: dict, generation: str) -> list[dict]:
     return gen["shown"]
 
 
+def _readme_block(marker: str) -> str:
+    """The README's one ``sh`` block containing ``marker``."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [block for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL) if marker in block]
+    return block
+
+
 def _new_token() -> str:
     """A fresh token in OpenReplay's shape (12 base36 digits of session id), unique per test."""
     number, digits = uuid.uuid4().int % 36**12, ""
@@ -507,6 +562,31 @@ class TestCheckAgainstElasticsearch:
         assert code == 0
         assert "uppercase-level" in _codes(report, "1.21")
         assert _shown(report, "1.21")[0]["level"] == "info"
+
+    def test_the_readme_command_checks_the_pasted_key(self, doctor_node, admin):
+        """The README's command, as written, with the id and api_key pasted into OpenReplay's form: exit 0
+        for the right pair, 4 for a wrong api_key (OpenReplay's own form saves either)."""
+        block = _readme_block("printf '%s:%s'")
+        token = _new_token()
+        _write(admin, _document(token))
+        key = create_key(admin, "openreplay", "logs")
+        results = {}
+        for name, secret in (("right", key.api_key), ("wrong", key.api_key[::-1])):
+            command = (
+                block.replace("<the URL as typed in the form>", doctor_node.url)
+                .replace("<id>", key.id)
+                .replace("<api_key>", secret)
+                .replace("<the id of a session that logged an error>", _session_of(token))
+            )
+            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+            results[name] = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PATH": path}, timeout=120
+            )
+        assert results["right"].returncode == 0, results["right"].stderr
+        assert f"(id {key.id})" in results["right"].stdout
+        assert "OpenReplay ≥ 1.21 (session id), index logs: the replay shows 1 record" in results["right"].stdout
+        assert results["wrong"].returncode == 4, results["wrong"].stderr
+        assert "ERROR: Elasticsearch refused the credentials" in results["wrong"].stderr
 
     def test_privilege_missing(self, doctor_node, admin):
         """A key without `read` on `logs`: exit 4 and the missing privilege named."""

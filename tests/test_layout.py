@@ -6,11 +6,14 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
+from otel_openreplay.generations import ui_level
 from otel_openreplay.layout import (
     FIELDS,
     body_text,
@@ -35,7 +38,8 @@ class TestGoldenDocuments:
     @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
     def test_readable_log_record(self, case):
         """The SDK's ReadableLogRecord of each case gives the golden document (or none)."""
-        assert to_document(sdk_record(case.record), replay_url=case.replay_url) == case.document
+        document = to_document(sdk_record(case.record), min_severity=case.min_severity, replay_url=case.replay_url)
+        assert document == case.document
 
     @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
     def test_old_logdata_shape(self, case):
@@ -44,13 +48,34 @@ class TestGoldenDocuments:
         inner = SimpleNamespace(**{k: getattr(modern.log_record, k) for k in _LOG_RECORD_FIELDS})
         inner.resource = modern.resource
         old = SimpleNamespace(log_record=inner, instrumentation_scope=modern.instrumentation_scope)
-        assert to_document(old, replay_url=case.replay_url) == case.document
+        assert to_document(old, min_severity=case.min_severity, replay_url=case.replay_url) == case.document
 
     def test_cases_cover_the_rules(self):
         """The golden set has a case for each rule the collector must also implement."""
         names = {case.name for case in CASES}
         assert {"exception_with_token", "session_id_only", "invalid_token", "warning_not_written"} <= names
         assert len(CASES) >= 15
+
+    def test_cases_cover_the_severities(self):
+        """Odd severities other senders set have golden cases: no text, text only, FATAL to FATAL4, case, threshold."""
+        names = {case.name for case in CASES}
+        assert {"minimal", "severity_number_only_fatal", "severity_text_only", "severity_text_lowercase"} <= names
+        assert {"fatal", "fatal2", "fatal3", "fatal4", "severity_text_disagrees"} <= names
+        assert {case.record["severity_number"] for case in CASES} >= set(range(21, 25))
+        assert {case.document["level"] for case in CASES if case.min_severity < 17 and case.document} == {
+            "warning",
+            "info",
+            "debug",
+        }
+
+    def test_every_document_has_a_level_the_panel_reads(self):
+        """Each golden document has `level`, lowercase, shown by OpenReplay ≥ 1.21 as that very status."""
+        for case in CASES:
+            if case.document is not None:
+                level = case.document["level"]
+                assert level in ("error", "warning", "info", "debug"), case.name
+                assert ui_level(level) == level, case.name
+                assert case.document["tags"] == [level], case.name
 
     def test_documents_have_no_empty_values(self):
         """No golden document holds an empty string, None, an empty list or an empty object."""
@@ -186,12 +211,14 @@ class TestLevelFor:
             (16, "warning"),
             (17, "error"),
             (24, "error"),
+            (25, "error"),
+            (255, "error"),
             (0, None),
-            (25, None),
+            (-1, None),
         ],
     )
     def test_ranges(self, number, level):
-        """Each range of four severities has its level; outside 1-24 there is none."""
+        """Each range of four severities has its level; above 24 (outside OTel's range) is error; 0 has none."""
         assert level_for(number) == level
 
 
@@ -256,6 +283,39 @@ class TestToDocument:
         assert document is not None
         assert document["level"] == "warning"
         assert document["tags"] == ["warning"]
+
+    @pytest.mark.parametrize(("number", "level"), [(25, "error"), (255, "error"), (5, "debug")])
+    def test_any_written_number_has_a_level(self, number, level):
+        """A plain-int severity (a bare API record), even beyond OTel's 24, gets its level and tag when written."""
+        record = SimpleNamespace(
+            log_record=SimpleNamespace(severity_number=number, body="odd", timestamp=1_795_702_054_120_000_000),
+            resource=None,
+            instrumentation_scope=None,
+        )
+        document = to_document(record, min_severity=1)
+        assert document is not None
+        assert (document["level"], document["tags"]) == (level, [level])
+
+    @given(
+        number=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        text=st.one_of(st.none(), st.text(max_size=12)),
+        threshold=st.integers(min_value=-5, max_value=30),
+    )
+    def test_every_written_document_has_a_level_the_panel_reads(self, number, text, threshold):
+        """Whatever number and text a sender set and whatever the threshold, a document has a `level` that
+        OpenReplay ≥ 1.21's panel shows as that very status, and `tags` with it; no number (< 1) is no document."""
+        record = SimpleNamespace(
+            log_record=SimpleNamespace(severity_number=number, severity_text=text, body="x", timestamp=1),
+            resource=None,
+            instrumentation_scope=None,
+        )
+        document = to_document(record, min_severity=threshold)
+        if number < 1 or number < threshold:
+            assert document is None
+            return
+        assert document is not None
+        assert ui_level(document["level"]) == document["level"] == level_for(number)
+        assert document["tags"] == [document["level"]]
 
     def test_no_severity_never_written(self):
         """A record without a severity number is not written, whatever the threshold."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from otel_openreplay.exit_codes import ES_CHECK_CODES, ExitCode
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -47,3 +49,11 @@ def test_snippet_runs_as_written(marker: str, prelude: str, check: str) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_exit_codes_line_is_the_commands_table() -> None:
+    """The README's "Exit codes" line says exactly what `es check --help` says, and names every code 0-6."""
+    text = " ".join(README.read_text().split()).replace("`", "")
+    assert f"Exit codes: {ES_CHECK_CODES}." in text
+    numbers = {int(number) for number in re.findall(r"(?:^|, )(\d) ", ES_CHECK_CODES)}
+    assert numbers == {code.value for code in ExitCode if code is not ExitCode.INTERRUPTED}

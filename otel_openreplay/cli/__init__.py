@@ -3,7 +3,7 @@
 This package is the command's root: :func:`main` builds the parser (:func:`build_parser`), runs the
 chosen command and sends every failure through one funnel (:mod:`otel_openreplay.cli.errors`) that
 prints ``ERROR: …`` and ``TIP: …`` to stderr, never a traceback, and returns a distinct exit code
-(:class:`otel_openreplay.doctor.ExitCode`). One module per command family parses its arguments and
+(:class:`otel_openreplay.exit_codes.ExitCode`). One module per command family parses its arguments and
 prints; the work is in the package's other modules:
 
 - :mod:`otel_openreplay.cli.es`: ``es setup`` (the index template and the index), ``es api-key``
@@ -25,7 +25,7 @@ from importlib import metadata
 
 from otel_openreplay.cli import collector, cors, es, link
 from otel_openreplay.cli.errors import CliError, explain_error, fail
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.exit_codes import ExitCode
 from otel_openreplay.settings import SettingsError
 
 __all__ = ["PROG", "CliError", "build_parser", "explain_error", "main"]
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else ExitCode.USAGE)
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else int(ExitCode.USAGE))
     try:
         return int(args.handler(args))
     except CliError as error:
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         fail("interrupted")
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except Exception as error:  # the funnel: whatever Elasticsearch or the network says, no traceback
         message, tip, code = es.server_refusal(error, args) or explain_error(error)
         fail(message, tip)

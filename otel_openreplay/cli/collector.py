@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from otel_openreplay.cli.errors import CliError
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.exit_codes import ExitCode
 
 
 def add_commands(commands: Any) -> None:

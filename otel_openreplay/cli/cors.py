@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from otel_openreplay.cli.errors import CliError
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.exit_codes import CHECK_CORS_CODES, ExitCode
 
 
 def add_command(commands: Any) -> None:
@@ -21,7 +21,7 @@ def add_command(commands: Any) -> None:
         help="would the browser send the session header to this API? (sends the CORS preflight)",
         description="Sends the preflight a browser sends before calling URL from a page on ORIGIN with the "
         "session header, and judges the answer as the browser does. Only OPTIONS is sent. Exit codes: "
-        "0 allowed, 1 refused, 2 usage, 3 cannot connect.",
+        f"{CHECK_CORS_CODES}.",
     )
     cors.add_argument("url", help="an API URL the page calls, e.g. https://api.shop.example/checkout")
     cors.add_argument("--origin", required=True, help="the page's origin, e.g. https://shop.example")

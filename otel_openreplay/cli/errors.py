@@ -2,7 +2,7 @@
 
 :class:`CliError` is what a command raises for a failure it understands; :func:`explain_error` turns
 whatever else escapes a command (the Elasticsearch client's errors, the network's) into a message, a
-tip and an exit code (:class:`otel_openreplay.doctor.ExitCode`); :func:`fail` prints them. This module
+tip and an exit code (:class:`otel_openreplay.exit_codes.ExitCode`); :func:`fail` prints them. This module
 never prints a traceback, never prints a secret, and never decides anything about a command's work.
 """
 
@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from otel_openreplay.connection import (
-    OPENREPLAY_ES_API_KEY,
-    OPENREPLAY_ES_URL,
-    describe_api_error,
-    is_version_mismatch,
-)
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.compat import client_mismatch
+from otel_openreplay.connection import OPENREPLAY_ES_API_KEY, OPENREPLAY_ES_URL, describe_api_error
+from otel_openreplay.exit_codes import ExitCode
 
 
 class CliError(Exception):
@@ -52,12 +48,9 @@ def explain_error(error: BaseException) -> tuple[str, str, ExitCode]:
             f"check the URL (--url / ${OPENREPLAY_ES_URL}), that the server runs, and TLS (--ca-certs)",
             ExitCode.CONNECT,
         )
-    if isinstance(error, ApiError) and is_version_mismatch(error):
-        return (
-            f"Elasticsearch refused the client's media type: {describe_api_error(error)}",
-            "the server is 8.x and the Python client is not: pip install 'elasticsearch<9'",
-            ExitCode.CONNECT,
-        )
+    mismatch = client_mismatch(error) if isinstance(error, ApiError) else None
+    if mismatch is not None:
+        return (*mismatch, ExitCode.CONNECT)
     if isinstance(error, AuthenticationException):
         return (
             f"Elasticsearch refused the credentials: {describe_api_error(error)}",

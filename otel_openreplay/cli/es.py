@@ -25,11 +25,10 @@ from otel_openreplay.connection import (
     OPENREPLAY_ES_URL,
     OPENREPLAY_ES_USER,
     ConnectionSettings,
-    is_version_mismatch,
     make_client,
     redact_url,
 )
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.exit_codes import ES_CHECK_CODES, ExitCode
 
 
 def add_commands(commands: Any) -> None:
@@ -76,8 +75,7 @@ def add_commands(commands: Any) -> None:
         "check",
         parents=[connection],
         help="run OpenReplay's own searches for a session and show what the replay shows",
-        description="Exit codes: 0 found, 1 nothing found, 2 usage, 3 cannot connect, 4 credentials or "
-        "privilege refused, 5 index or mapping problem, 6 the server's version or settings refuse it.",
+        description=f"Exit codes: {ES_CHECK_CODES}.",
     )
     target = check.add_mutually_exclusive_group(required=True)
     target.add_argument("--token", help="session token (tracker.getSessionToken(), OpenReplay <= 1.20)")
@@ -91,7 +89,7 @@ def add_commands(commands: Any) -> None:
 
 def server_refusal(error: Exception, args: argparse.Namespace) -> tuple[str, str, ExitCode] | None:
     """A refusal due to the server's version or settings, naming that version (asked for only then)."""
-    from otel_openreplay.compat import explain_refusal, server_version
+    from otel_openreplay.compat import explain_refusal, is_version_mismatch, server_version
 
     if explain_refusal(error, None) is None:
         return None

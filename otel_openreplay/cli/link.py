@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from otel_openreplay.cli.errors import CliError
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.exit_codes import ExitCode
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
