@@ -276,9 +276,12 @@ def install(logger_provider: Any = None) -> Unhook | None:
     logger_class = type(logger)
     original_remove = logger_class.__dict__.get("remove")
 
+    def otel_openreplay(message: Any) -> None:  # the name loguru shows for the sink: (id=1, ..., sink=otel_openreplay)
+        bridge.sink(message)
+
     def add() -> None:
         bridge.handler_id = logger.add(
-            bridge.sink, level=bridge.level, format="{message}", enqueue=False, backtrace=False, diagnose=False
+            otel_openreplay, level=bridge.level, format="{message}", enqueue=False, backtrace=False, diagnose=False
         )
 
     def keep_on_remove(wrapped: Callable[..., Any], _instance: Any, args: Any, kwargs: Any) -> Any:
