@@ -153,7 +153,7 @@ SPECS: tuple[Spec, ...] = (
         "true",
         _bool,
         "Send loguru's records to OpenTelemetry, each once, whichever of loguru's documented set-ups the app "
-        "uses ([Using loguru](#using-loguru)). Only where loguru is installed.",
+        "uses ([Using loguru and structlog](#using-loguru-and-structlog)). Only where loguru is installed.",
     ),
 )
 

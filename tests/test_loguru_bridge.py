@@ -136,7 +136,8 @@ class TestLoguruAlone:
         assert record.severity_text == "ERROR"
         assert record.attributes["order"] == 1001
         assert record.attributes["card"] == "4242"
-        assert record.timestamp is not None and record.observed_timestamp >= record.timestamp
+        assert record.timestamp is not None
+        assert record.observed_timestamp >= record.timestamp
         assert scope_of(pipeline, "payment declined") == __name__  # the logging module's name, as loguru has it
 
     def test_every_level_and_a_custom_one(self, wired: Wiring, pipeline: LogPipeline) -> None:
