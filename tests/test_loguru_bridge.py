@@ -121,7 +121,7 @@ class TestSeverityFor:
 
     def test_from_ten_on_it_is_loggings_mapping(self) -> None:
         """From 10 on, the mapping is OpenTelemetry's own for ``logging`` levels, so both roads agree."""
-        from opentelemetry.instrumentation.log_utils import std_to_otel
+        from opentelemetry.sdk._logs._internal import std_to_otel  # the SDK's handler's (contrib's is a copy)
 
         assert all(severity_for(levelno) == std_to_otel(levelno) for levelno in range(10, 100))
 
