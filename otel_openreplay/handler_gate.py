@@ -9,14 +9,16 @@ loguru and structlog can hand their records to Python's ``logging``, where OpenT
 * loguru's ``PropagateHandler`` recipe copies each loguru record into ``logging``, while the loguru
   bridge exports the loguru record itself (:mod:`otel_openreplay.loguru_bridge` drops the copy).
 
-Each of those modules registers a :data:`Rewrite`; :func:`add` wraps ``emit`` of both OpenTelemetry
-handler classes (instrumentation-logging's ``LoggingHandler`` and the SDK's older one, each only if it
-is importable) with ``wrapt``, so every instance is covered, whenever it was created or added.
+Each of those modules registers a :data:`Rewrite`, asked only about records that may be one of those
+(a ``dict`` as ``msg``, or a field named ``extra``, which loguru's copies have). :func:`add` wraps
+``emit`` of both OpenTelemetry handler classes (instrumentation-logging's ``LoggingHandler`` and the
+SDK's older one, each only if it is importable), so every instance is covered, whenever it was
+created or added.
 A rewrite returns the record to emit (the same one, or a copy), or ``None`` to drop it.
 
 It must never change the record other handlers see (rewrites return copies), never raise into
 ``logging`` (a failing rewrite is logged at DEBUG and the record goes through unchanged), and cost a
-plain stdlib record no more than the rewrites' first checks (a type test, a dictionary look-up).
+plain ``logging`` record no more than those two checks.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
-
-import wrapt
 
 _logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ HANDLER_CLASSES = (
 
 _lock = threading.Lock()
 _rewrites: tuple[Rewrite, ...] = ()
-_wrapped: list[tuple[type, Any]] = []  # (class, its own original ``emit``)
+_wrapped: list[tuple[Any, Any]] = []  # (class, its own original ``emit``)
 
 
 def add(rewrite: Rewrite) -> Remove:
@@ -68,33 +68,40 @@ def add(rewrite: Rewrite) -> Remove:
     return remove
 
 
-def _gated_emit(wrapped: Callable[[logging.LogRecord], None], _instance: Any, args: Any, kwargs: Any) -> None:
-    if len(args) != 1 or kwargs:
-        return wrapped(*args, **kwargs)
-    record = args[0]
-    for rewrite in _rewrites:
-        try:
-            rewritten = rewrite(record)
-        except Exception:  # a rewrite's failure is ours: the record goes through as it was
-            _logger.debug("otel-openreplay: could not rewrite a log record", exc_info=True)
-            continue
-        if rewritten is None:
-            return None
-        record = rewritten
-    return wrapped(record)
+def _gate(original: Callable[[Any, logging.LogRecord], None]) -> Callable[[Any, logging.LogRecord], None]:
+    """``emit`` with the rewrites in front (a plain function: it runs for every record, wrapt's call costs more)."""
+
+    def emit(self: Any, record: logging.LogRecord) -> None:
+        if type(record.msg) is not dict and "extra" not in record.__dict__:  # nothing any rewrite changes
+            original(self, record)
+            return
+        for rewrite in _rewrites:
+            try:
+                rewritten = rewrite(record)
+            except Exception:  # a rewrite's failure is ours: the record goes through as it was
+                _logger.debug("otel-openreplay: could not rewrite a log record", exc_info=True)
+                continue
+            if rewritten is None:
+                return
+            record = rewritten
+        original(self, record)
+
+    emit.__wrapped__ = original  # type: ignore[attr-defined]
+    emit.__doc__ = original.__doc__
+    return emit
 
 
 def _wrap_handlers() -> None:
     for module_name, class_name in HANDLER_CLASSES:
         try:
-            handler_class = getattr(importlib.import_module(module_name), class_name, None)
+            handler_class: Any = getattr(importlib.import_module(module_name), class_name, None)
         except Exception:  # not installed, or a release where it moved: nothing to gate there
             _logger.debug("otel-openreplay: no %s.%s to gate", module_name, class_name, exc_info=True)
             continue
         original = handler_class.__dict__.get("emit") if isinstance(handler_class, type) else None
-        if original is None or isinstance(original, wrapt.FunctionWrapper):
+        if not callable(original) or getattr(original, "__wrapped__", None) is not None:
             continue
-        handler_class.emit = wrapt.FunctionWrapper(original, _gated_emit)
+        handler_class.emit = _gate(original)
         _wrapped.append((handler_class, original))
 
 
@@ -102,5 +109,5 @@ def _unwrap_handlers() -> None:
     while _wrapped:
         handler_class, original = _wrapped.pop()
         current = handler_class.__dict__.get("emit")
-        if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
+        if getattr(current, "__wrapped__", None) is original:
             handler_class.emit = original

@@ -54,6 +54,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from time import time_ns
+from types import FrameType
 from typing import Any
 
 import wrapt
@@ -194,7 +195,7 @@ class Bridge:
             try:
                 from opentelemetry.instrumentation.logging.handler import LoggingHandler
             except ImportError:  # instrumentation-logging < 0.61b0: the SDK's own handler
-                from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[attr-defined,no-redef]
+                from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[attr-defined,no-redef,assignment]
             self._fallback = LoggingHandler(logger_provider=self._provider)
         return self._fallback
 
@@ -215,7 +216,7 @@ class Bridge:
 
 def _handled_stdlib_record() -> logging.LogRecord | None:
     """The ``logging`` record being handled further up this thread's stack (an InterceptHandler's), if any."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(_STACK_DEPTH):
         if frame is None:
             return None
@@ -241,7 +242,7 @@ def _made_by(code: Any) -> bool:
     """Whether ``code`` (loguru's ``StandardSink.write``) is making the record being emitted."""
     if code is None:
         return False
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(_STACK_DEPTH):
         if frame is None:
             return False
@@ -303,14 +304,14 @@ def install(logger_provider: Any = None) -> Unhook | None:
         _logger.debug("otel-openreplay: could not add the loguru bridge", exc_info=True)
         return None
     if original_remove is not None:
-        logger_class.remove = wrapt.FunctionWrapper(original_remove, keep_on_remove)
+        logger_class.remove = wrapt.FunctionWrapper(original_remove, keep_on_remove)  # type: ignore[method-assign]
     remove_gate = handler_gate.add(bridge.drop_loguru_copy)
 
     def unhook() -> None:
         remove_gate()
         current = logger_class.__dict__.get("remove")
         if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original_remove:
-            logger_class.remove = original_remove
+            logger_class.remove = original_remove  # type: ignore[method-assign]
         handler_id, bridge.handler_id = bridge.handler_id, None
         if handler_id is not None:
             with contextlib.suppress(ValueError):  # already gone

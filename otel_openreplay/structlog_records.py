@@ -81,7 +81,7 @@ Unhook = Callable[[], None]
 
 _lock = threading.Lock()
 _active = False
-_patched: list[tuple[type, Any]] = []  # (StructlogProcessor, its own original ``__call__``)
+_patched: list[tuple[Any, Any]] = []  # (StructlogProcessor, its own original ``__call__``)
 
 
 def install() -> Unhook | None:
@@ -104,7 +104,7 @@ def install() -> Unhook | None:
                 processor_class, original = _patched.pop()
                 current = processor_class.__dict__.get("__call__")
                 if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
-                    processor_class.__call__ = original
+                    processor_class.__call__ = original  # type: ignore[method-assign]
 
     return unhook
 
@@ -198,7 +198,7 @@ def _patch_contrib(module: Any) -> None:
             original = processor_class.__dict__.get("__call__")
             if original is None or isinstance(original, wrapt.FunctionWrapper):
                 return
-            processor_class.__call__ = wrapt.FunctionWrapper(original, _skip_when_logging_exports)
+            processor_class.__call__ = wrapt.FunctionWrapper(original, _skip_when_logging_exports)  # type: ignore[method-assign]
             _patched.append((processor_class, original))
     except Exception:  # never into the import of contrib's module
         _logger.debug("otel-openreplay: could not wrap contrib's StructlogProcessor", exc_info=True)
