@@ -3,11 +3,12 @@
 loguru does not use ``logging``, so OpenTelemetry's ``LoggingHandler`` never sees its records.
 :func:`install` (called by :func:`otel_openreplay.configure`, and so by ``opentelemetry-instrument``,
 where loguru is installed and ``OTEL_OPENREPLAY_LOGURU`` is not ``false``) adds one sink to loguru,
-the bridge, that emits each loguru record into the OpenTelemetry ``Logger`` named after the record's
-module: body = the formatted message (``record["message"]``), the severity of :func:`severity_for`,
-loguru's own time, the values bound with ``bind()``/``contextualize()`` as attributes, and an
-exception (``logger.exception``, ``opt(exception=...)``) as ``exception.type``/``.message``/
-``.stacktrace``, exactly as OpenTelemetry's ``LoggingHandler`` writes them (so the document's
+the bridge, when the application imports loguru (nothing is imported before). The bridge emits each
+loguru record into the OpenTelemetry ``Logger`` named after the record's module: body = the formatted
+message (``record["message"]``), the severity of :func:`severity_for`, loguru's own time, the values
+bound with ``bind()``/``contextualize()`` as attributes, and an exception (``logger.exception``,
+``opt(exception=...)``) as ``exception.type``/``.message``/``.stacktrace``, exactly as
+OpenTelemetry's ``LoggingHandler`` writes them (so the document's
 ``message`` carries the traceback). ``code.*`` attributes are added when
 ``OTEL_PYTHON_LOG_CODE_ATTRIBUTES=true``, as that handler does.
 
@@ -265,14 +266,36 @@ def _reaches_otel_handler(record: logging.LogRecord) -> bool:
 
 
 def install(logger_provider: Any = None) -> Unhook | None:
-    """Add the bridge to loguru; ``None`` (and nothing imported) without loguru. Returns what removes it."""
+    """Add the bridge to loguru when the application imports it (now, if it has); ``None`` without loguru.
+
+    Nothing is imported here: an application that has loguru installed but never imports it pays nothing.
+    Returns what removes the bridge (or keeps it from being added).
+    """
     if importlib.util.find_spec("loguru") is None:
         return None
-    try:
-        from loguru import logger
-    except Exception:  # a broken loguru install must not stop the application
-        _logger.debug("otel-openreplay: loguru is installed but does not import", exc_info=True)
-        return None
+    installed: list[Unhook] = []
+    active = [True]
+
+    def on_import(module: Any) -> None:
+        try:
+            if active[0] and not installed:
+                unhook = _add_bridge(module.logger, logger_provider)
+                if unhook is not None:
+                    installed.append(unhook)
+        except Exception:  # never into the application's import of loguru
+            _logger.debug("otel-openreplay: could not add the loguru bridge", exc_info=True)
+
+    wrapt.register_post_import_hook(on_import, "loguru")  # runs at once if loguru is imported already
+
+    def unhook() -> None:
+        active[0] = False
+        while installed:
+            installed.pop()()
+
+    return unhook
+
+
+def _add_bridge(logger: Any, logger_provider: Any) -> Unhook | None:
     bridge = Bridge(logger_provider)
     logger_class = type(logger)
     original_remove = logger_class.__dict__.get("remove")

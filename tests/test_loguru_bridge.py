@@ -362,8 +362,20 @@ class TestInstall:
         monkeypatch.setitem(sys.modules, "loguru", None)
         assert loguru_bridge.install() is None
 
-    def test_importing_the_package_never_imports_loguru(self) -> None:
-        """loguru is imported by configure() only, never by importing otel-openreplay's modules."""
-        code = "import sys, otel_openreplay.wiring, otel_openreplay.instrumentor; print('loguru' in sys.modules)"
+    def test_loguru_imported_by_the_app_only(self) -> None:
+        """configure() imports no loguru; the bridge is added when the app imports loguru, after configure()."""
+        code = (
+            "import logging, sys\n"
+            "from opentelemetry.sdk._logs import LoggerProvider\n"
+            "from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, InMemoryLogRecordExporter\n"
+            "from otel_openreplay.wiring import configure\n"
+            "provider = LoggerProvider(); exporter = InMemoryLogRecordExporter()\n"
+            "provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))\n"
+            "configure(logger_provider=provider, capture_exceptions=False)\n"
+            "print('loguru' in sys.modules)\n"
+            "from loguru import logger\n"
+            "logger.error('late import')\n"
+            "print([d.log_record.body for d in exporter.get_finished_logs()])\n"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        assert out.strip() == "False"
+        assert out.split("\n")[:2] == ["False", "['late import']"]
