@@ -85,21 +85,33 @@ _patched: list[tuple[Any, Any]] = []  # (StructlogProcessor, its own original ``
 
 
 def install() -> Unhook | None:
-    """Gate OpenTelemetry's handlers and contrib's processor; ``None`` (nothing imported) without structlog."""
+    """Gate OpenTelemetry's handlers and contrib's processor once structlog is imported (now, if it is).
+
+    ``None`` without structlog. Nothing is imported here: an application that has structlog installed but
+    never imports it pays nothing (not even the gate's two checks per ``logging`` record).
+    """
     global _active
     if importlib.util.find_spec("structlog") is None:
         return None
-    remove_rewrite = handler_gate.add(event_record)
+    removals: list[handler_gate.Remove] = []
     with _lock:
         _active = True
-    # Runs now if contrib's module is imported already, else when (if ever) it is.
+
+    def on_structlog(_module: Any) -> None:
+        with _lock:
+            if _active and not removals:
+                removals.append(handler_gate.add(event_record))
+
+    # Each runs now if its module is imported already, else when (if ever) it is.
+    wrapt.register_post_import_hook(on_structlog, "structlog")
     wrapt.register_post_import_hook(_patch_contrib, CONTRIB_MODULE)
 
     def unhook() -> None:
         global _active
-        remove_rewrite()
         with _lock:
             _active = False
+            while removals:
+                removals.pop()()
             while _patched:
                 processor_class, original = _patched.pop()
                 current = processor_class.__dict__.get("__call__")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -271,3 +272,26 @@ def test_without_structlog_nothing_happens(monkeypatch: pytest.MonkeyPatch) -> N
     """Where structlog cannot be found, install() does nothing."""
     monkeypatch.setitem(sys.modules, "structlog", None)
     assert structlog_records.install() is None
+
+
+def test_structlog_imported_by_the_app_only() -> None:
+    """configure() imports no structlog; once the app imports it, its ``logging`` events arrive as events."""
+    code = (
+        "import logging, sys\n"
+        "from opentelemetry.sdk._logs import LoggerProvider\n"
+        "from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, InMemoryLogRecordExporter\n"
+        "from opentelemetry.sdk._logs import LoggingHandler\n"
+        "from otel_openreplay.wiring import configure\n"
+        "provider = LoggerProvider(); exporter = InMemoryLogRecordExporter()\n"
+        "provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))\n"
+        "logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))\n"
+        "configure(logger_provider=provider, capture_exceptions=False)\n"
+        "print('structlog' in sys.modules)\n"
+        "import structlog\n"
+        "structlog.configure(processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],\n"
+        "                    logger_factory=structlog.stdlib.LoggerFactory())\n"
+        "structlog.get_logger('shop').error('late import', order=7)\n"
+        "print([(d.log_record.body, d.log_record.attributes['order']) for d in exporter.get_finished_logs()])\n"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["False", "[('late import', 7)]"]
