@@ -73,8 +73,10 @@ Unhook = Callable[[], None]
 """Undoes what :func:`install` did (idempotent)."""
 
 _HANDLE = logging.Handler.handle.__code__
-_STACK_DEPTH = 24
-"""How many frames above the sink (or the gated handler) are searched for ``logging``'s or loguru's own."""
+_STACK_DEPTH = 12
+"""How many frames above the sink (or the gated handler) are searched for ``logging``'s or loguru's own
+(``logging.Handler.handle`` is the 7th above the sink under loguru's InterceptHandler; ``StandardSink.write``
+the 6th above OpenTelemetry's ``emit`` under its PropagateHandler); every record pays this walk."""
 
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}  # as OpenTelemetry's LoggingHandler names them
 _DECADES = (
@@ -99,6 +101,9 @@ def severity_for(levelno: int) -> SeverityNumber:
     return SeverityNumber.TRACE
 
 
+_SEVERITIES = {levelno: severity_for(levelno) for levelno in range(60)}
+
+
 class _State(threading.local):
     emitting = False
     last_forwarded: logging.LogRecord | None = None
@@ -112,6 +117,7 @@ class Bridge:
         self._state = _State()
         self._code_attributes = os.environ.get("OTEL_PYTHON_LOG_CODE_ATTRIBUTES", "false").strip().lower() == "true"
         self._fallback: logging.Handler | None = None
+        self._loggers: dict[str, Any] = {}
         self._seen: list[logging.Handler] = []  # OpenTelemetry handlers once seen on the root logger
         level = os.environ.get("LOGURU_LEVEL", "DEBUG").strip()
         self.level: str | int = int(level) if level.isdigit() else level
@@ -163,14 +169,17 @@ class Bridge:
             attributes["code.function.name"] = record["function"]
             attributes["code.line.number"] = record["line"]
         moment = record["time"]
-        otel_logger = get_logger(record["name"] or "loguru", logger_provider=self._provider)
+        name = record["name"] or "loguru"
+        otel_logger = self._loggers.get(name)
+        if otel_logger is None:  # one per module, as logging has one per name (a proxy until a provider is set)
+            otel_logger = self._loggers[name] = get_logger(name, logger_provider=self._provider)
         otel_logger.emit(
             LogRecord(
                 timestamp=int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000,
                 observed_timestamp=time_ns(),
                 context=get_current(),
                 severity_text=_SEVERITY_TEXT.get(level.name, level.name),
-                severity_number=severity_for(level.no),
+                severity_number=_SEVERITIES.get(level.no) or severity_for(level.no),
                 body=record["message"],
                 attributes=attributes,
             )
