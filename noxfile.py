@@ -104,6 +104,8 @@ def otel_floor(session: nox.Session) -> None:
         f"opentelemetry-instrumentation-wsgi=={contrib}",
     )
     _say_versions(session, sdk)
+    # contrib's structlog instrumentation has no release for 0.60b1: its tests in test_structlog_records.py
+    # skip here (with that reason) and run in every other cell.
     # The README's snippets are for the recommended set (they use instrumentation-logging >= 0.61's handler).
     session.run("pytest", *UNIT, "--ignore=tests/test_readme.py", *session.posargs)
 
@@ -120,6 +122,7 @@ def otel_newest(session: nox.Session) -> None:
         "opentelemetry-processor-baggage",
         "opentelemetry-instrumentation-asgi",
         "opentelemetry-instrumentation-wsgi",
+        "opentelemetry-instrumentation-structlog",
     )
     _say_versions(session, NEWEST_SDK)
     session.run("pytest", *UNIT, *session.posargs)

@@ -46,6 +46,9 @@ OTEL_OPENREPLAY_SPAN_ATTRIBUTES = "OTEL_OPENREPLAY_SPAN_ATTRIBUTES"
 OTEL_OPENREPLAY_REPLAY_URL = "OTEL_OPENREPLAY_REPLAY_URL"
 """OpenReplay dashboard URL with the project id; set, records and spans get a link to their replay."""
 
+OTEL_OPENREPLAY_LOGURU = "OTEL_OPENREPLAY_LOGURU"
+"""Whether loguru's records are sent to OpenTelemetry (where loguru is installed)."""
+
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PREFIX_PARTS = ("token", "id")
 
@@ -141,6 +144,14 @@ SPECS: tuple[Spec, ...] = (
         "OpenReplay dashboard URL with the project id (`https://openreplay.example.com/3`). Set, every record "
         "and span of a session gets `openReplaySession.url`, its replay opened at that moment. Unset: off.",
     ),
+    Spec(
+        "loguru",
+        OTEL_OPENREPLAY_LOGURU,
+        "true",
+        _bool,
+        "Send loguru's records to OpenTelemetry, each once, whichever of loguru's documented set-ups the app "
+        "uses ([Using loguru and structlog](#using-loguru-and-structlog)). Only where loguru is installed.",
+    ),
 )
 
 
@@ -155,6 +166,7 @@ class Settings:
     capture_exceptions: bool
     span_attributes: bool
     replay_url: str | None = None
+    loguru: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

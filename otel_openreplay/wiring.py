@@ -4,7 +4,9 @@ It adds :class:`OpenReplayPropagator` to the global propagator (keeping the ones
 :class:`OpenReplayLogProcessor` AHEAD of every processor of the logger provider (a processor after
 ``BatchLogRecordProcessor`` loses its body change), adds :class:`OpenReplaySpanProcessor`, and
 installs the exception capture of :mod:`otel_openreplay.capture`; where Celery is installed, it keeps
-OpenTelemetry's logging handler in Celery workers (:mod:`otel_openreplay.celery_logging`). A provider
+OpenTelemetry's logging handler in Celery workers (:mod:`otel_openreplay.celery_logging`); where
+loguru or structlog is, their records reach OpenTelemetry once each (:mod:`otel_openreplay.loguru_bridge`,
+:mod:`otel_openreplay.structlog_records`). A provider
 that is not set yet is wired the moment it is set. The returned :class:`Wiring` undoes all of it.
 
 The instrumentor calls the same function, so the auto-instrumented and the manual setup cannot
@@ -29,7 +31,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_openreplay import celery_logging
+from otel_openreplay import celery_logging, loguru_bridge, structlog_records
 from otel_openreplay.capture import Capture
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.propagator import OpenReplayPropagator
@@ -127,6 +129,12 @@ def configure(
         unhook_celery = celery_logging.install()
         if unhook_celery is not None:
             wiring._unhooks.append(unhook_celery)
+        for unhook in (
+            loguru_bridge.install(logger_provider) if resolved.loguru else None,
+            structlog_records.install(),
+        ):
+            if unhook is not None:
+                wiring._unhooks.append(unhook)
         _active["wiring"] = wiring
         set_configured_propagate(resolved.propagate)  # session()'s default follows it
         _logger.debug("otel-openreplay configured: %s", resolved.describe())

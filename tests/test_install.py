@@ -17,10 +17,19 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FRAMEWORK_INSTRUMENTOR = {"flask": "flask", "fastapi": "fastapi", "django": "django", "celery": "celery"}
+EXTRA_INSTRUMENTORS = {
+    "flask": {"flask"},
+    "fastapi": {"fastapi"},
+    "django": {"django"},
+    "celery": {"celery"},
+    # the logging libraries' extras, next to a framework's as the README installs them
+    "flask,loguru": {"flask"},
+    "flask,structlog": {"flask", "structlog"},
+}
+"""Each extra (as the README installs it) and the instrumentors it must bring besides ours, logging's, threading's."""
 
 
-@pytest.mark.parametrize("extra", ["flask", "fastapi", "django", "celery"])
+@pytest.mark.parametrize("extra", list(EXTRA_INSTRUMENTORS))
 def test_extra_installs_a_consistent_set(extra: str, tmp_path: Path) -> None:
     """`pip install "otel-openreplay[<extra>]"` in a fresh venv: no conflict, instrumentors loadable."""
     venv.create(tmp_path / "venv", with_pip=True)
@@ -38,4 +47,4 @@ def test_extra_installs_a_consistent_set(extra: str, tmp_path: Path) -> None:
     )
     loaded = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
     names = set(loaded.stdout.split())
-    assert {"openreplay", FRAMEWORK_INSTRUMENTOR[extra], "logging", "threading"} <= names
+    assert {"openreplay", "logging", "threading", *EXTRA_INSTRUMENTORS[extra]} <= names
