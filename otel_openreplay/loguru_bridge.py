@@ -205,7 +205,7 @@ class Bridge:
             try:
                 from opentelemetry.instrumentation.logging.handler import LoggingHandler
             except ImportError:  # instrumentation-logging < 0.61b0: the SDK's own handler
-                from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[attr-defined,no-redef,assignment]
+                from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[assignment]
             self._fallback = LoggingHandler(logger_provider=self._provider)
         return self._fallback
 
@@ -336,14 +336,14 @@ def _add_bridge(logger: Any, logger_provider: Any) -> Unhook | None:
         _logger.debug("otel-openreplay: could not add the loguru bridge", exc_info=True)
         return None
     if original_remove is not None:
-        logger_class.remove = wrapt.FunctionWrapper(original_remove, keep_on_remove)  # type: ignore[method-assign]
+        logger_class.remove = wrapt.FunctionWrapper(original_remove, keep_on_remove)
     remove_gate = handler_gate.add(bridge.drop_loguru_copy)
 
     def unhook() -> None:
         remove_gate()
         current = logger_class.__dict__.get("remove")
         if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original_remove:
-            logger_class.remove = original_remove  # type: ignore[method-assign]
+            logger_class.remove = original_remove
         handler_id, bridge.handler_id = bridge.handler_id, None
         if handler_id is not None:
             with contextlib.suppress(ValueError):  # already gone

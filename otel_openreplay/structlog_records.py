@@ -116,7 +116,7 @@ def install() -> Unhook | None:
                 processor_class, original = _patched.pop()
                 current = processor_class.__dict__.get("__call__")
                 if isinstance(current, wrapt.FunctionWrapper) and current.__wrapped__ is original:
-                    processor_class.__call__ = original  # type: ignore[method-assign]
+                    processor_class.__call__ = original
 
     return unhook
 
