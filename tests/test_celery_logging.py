@@ -122,6 +122,16 @@ class TestInstall:
         logging.getLogger("shop.receipts").error("receipt mail bounced")
         assert bodies(pipeline) == ["receipt mail bounced"]
 
+    def test_beat_setup_too(
+        self, app: Celery, handler: logging.Handler, pipeline: LogPipeline, unhook: list[celery_logging.Unhook]
+    ) -> None:
+        """``celery beat`` sets logging up through ``app.log.setup`` (the worker's own path): the handler is back."""
+        install(unhook)
+        app.log.setup(logging.INFO, None, False, colorize=False)  # as celery.apps.beat.Beat.setup_logging
+        assert otel_handlers(logging.getLogger()) == [handler]
+        logging.getLogger("celery.beat").error("Message Error: Couldn't apply scheduled task")
+        assert bodies(pipeline) == ["Message Error: Couldn't apply scheduled task"]
+
     def test_celery_console_handler_stays_first(
         self,
         app: Celery,
