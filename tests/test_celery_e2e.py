@@ -20,6 +20,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from examples.celery_app import RETRY_EVERY_ENV
+from otel_openreplay.celery_beat import EMBEDDED_BEAT_MESSAGE
 from otel_openreplay.celery_gevent import GEVENT_PATCH_ENV, LATE_PATCH_MESSAGE
 from otel_openreplay.doctor import LEGACY_TOKEN_RE, current_request, legacy_request
 from tests.apps import App, Beat, Worker, free_port
@@ -53,13 +54,19 @@ def collector(collector_binary: Path, accounts: Accounts) -> Iterator[collector_
         yield running
 
 
-def otlp_env(collector: collector_stack.Collector) -> dict[str, str]:
-    """Logs over OTLP/gRPC to the collector, as the pipeline tests send them."""
+def otlp_env(collector: collector_stack.Collector, protocol: str = "grpc") -> dict[str, str]:
+    """Logs over OTLP (gRPC, or ``http/protobuf``) to the collector, as the pipeline tests send them."""
+    if protocol == "grpc":
+        endpoint = {
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://{collector.grpc_endpoint}",
+            "OTEL_EXPORTER_OTLP_LOGS_INSECURE": "true",
+        }
+    else:
+        endpoint = {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": collector.http_logs_url}
     return {
         "OTEL_LOGS_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://{collector.grpc_endpoint}",
-        "OTEL_EXPORTER_OTLP_LOGS_INSECURE": "true",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        **endpoint,
         "OTEL_TRACES_EXPORTER": "none",
     }
 
@@ -207,12 +214,12 @@ def test_gevent_patched_too_late_says_which_setting_fixes_it(
         assert f"ERROR/MainProcess] {LATE_PATCH_MESSAGE}" in worker.console()
 
 
-def by_message(reader: Elasticsearch, phrase: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-    """The documents whose message has ``phrase``, polled until ``count`` are there."""
+def by_message(reader: Elasticsearch, start: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """The documents whose message starts with ``start``, polled until ``count`` are there."""
 
     def probe() -> list[dict[str, Any]]:
-        answer = reader.search(index="logs", query={"match_phrase": {"message": phrase}}, size=50)
-        return [hit["_source"] for hit in answer["hits"]["hits"]]
+        answer = reader.search(index="logs", query={"match_phrase": {"message": start}}, size=50)
+        return [hit["_source"] for hit in answer["hits"]["hits"] if hit["_source"]["message"].startswith(start)]
 
     return poll(probe, count, timeout)
 
@@ -249,19 +256,43 @@ def test_beat_sent_retry_lands_on_the_ordering_session(
         sender.wait_for_console("Scheduler: Sending due task retry-declined-payments")
 
 
-def test_beat_errors_reach_elasticsearch(collector: collector_stack.Collector, reader: Elasticsearch) -> None:
+def beat_process(kind: str, env: dict[str, str], schedule_dir: Path) -> Worker:
+    """``celery beat`` alone (service ``shop-beat``), or a solo ``celery worker -B`` (``shop-worker``), started
+    once beat says it starts (a worker without its broker never gets ready)."""
+    if kind == "beat":
+        return Beat(env)
+    worker = Worker("solo", env, ["-B", "--schedule", str(schedule_dir / "celerybeat-schedule")])
+    worker.READY = Beat.READY
+    return worker
+
+
+@pytest.mark.parametrize(
+    ("kind", "protocol"), [("beat", "grpc"), ("worker -B", "http/protobuf")], ids=["beat", "worker -B"]
+)
+def test_beat_errors_reach_elasticsearch(
+    kind: str, protocol: str, collector: collector_stack.Collector, reader: Elasticsearch, tmp_path: Path
+) -> None:
     """Beat's own ERROR records (here: its broker is down) leave beat and reach Elasticsearch, though Celery
-    emptied the root logger's handlers; Celery's console still prints them."""
+    emptied the root logger's handlers, also from the beat process ``worker -B`` forks (over OTLP/HTTP:
+    see the next test); Celery's console still prints them."""
     port = free_port()  # nothing listens there
-    env = {**otlp_env(collector), "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0", RETRY_EVERY_ENV: "1"}
-    with Beat(env) as beat:
-        docs = by_message(reader, f"127.0.0.1:{port}", 1)
-        beat.wait_for_console(f"ERROR/MainProcess] beat: Connection error: Error 111 connecting to 127.0.0.1:{port}")
+    env = {**otlp_env(collector, protocol), "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0", RETRY_EVERY_ENV: "1"}
+    error = f"beat: Connection error: Error 111 connecting to 127.0.0.1:{port}"
+    with beat_process(kind, env, tmp_path) as process:
+        process.wait_for_console(f"ERROR/{'MainProcess' if kind == 'beat' else 'Beat'}] {error}")
+        docs = by_message(reader, error, 1)
     assert docs, "beat's connection error never reached Elasticsearch"
     doc = docs[0]
-    assert doc["message"].startswith(f"beat: Connection error: Error 111 connecting to 127.0.0.1:{port}")
     assert doc["level"] == "error"
     assert doc["tags"] == ["error"]
-    assert doc["service"] == {"name": "shop-beat"}
+    assert doc["service"] == {"name": "shop-beat" if kind == "beat" else "shop-worker"}
     assert doc["log"] == {"logger": "celery.beat", "level": "ERROR"}
     assert "openReplaySession" not in doc  # no session sent it
+
+
+def test_embedded_beat_over_grpc_says_what_to_do(collector: collector_stack.Collector, tmp_path: Path) -> None:
+    """``worker -B`` over OTLP/gRPC: Celery closes the descriptors its beat process inherited, gRPC's too, so
+    that process can export nothing; its console says so and names both ways out."""
+    env = {**otlp_env(collector), "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with beat_process("worker -B", env, tmp_path) as worker:
+        worker.wait_for_console(f"ERROR/Beat] {EMBEDDED_BEAT_MESSAGE} (found: OTLPLogExporter)")
