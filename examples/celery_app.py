@@ -86,9 +86,10 @@ def charge_card(order: str) -> None:
 def retry_declined_payments() -> None:
     """Sent by beat: retries each declined order once, inside the session that placed it."""
     store = _store()
-    for order, session in store.hgetall(DECLINED).items():
+    for order, stored in store.hgetall(DECLINED).items():
         if not store.hdel(DECLINED, order):
             continue  # another worker took it
+        session = str(stored)
         token, session_id = (None, session) if session.isdigit() else (session, None)
         with otel_openreplay.session(token=token, session_id=session_id):
             payments_log.error("retried payment for order %s declined again", order)

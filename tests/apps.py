@@ -218,7 +218,7 @@ class Worker:
 
 class Beat(Worker):
     """``celery beat`` for the Celery example, under ``opentelemetry-instrument``, with its schedule file in a
-    temporary directory (never the checkout). ``env`` as for :class:`Worker`; ``pool`` only names it."""
+    temporary directory (never the checkout). ``env`` as for :class:`Worker`; its ``pool`` is ``"beat"``."""
 
     READY = "beat: Starting..."
 

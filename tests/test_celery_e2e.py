@@ -207,7 +207,7 @@ def test_gevent_patched_too_late_says_which_setting_fixes_it(
     redis_server: RedisServer, collector: collector_stack.Collector
 ) -> None:
     """``--pool gevent`` without OpenTelemetry's gevent setting: Celery patches after Kombu was imported and
-    the worker would run no task; its console (and the collector) get an ERROR naming the setting."""
+    the worker would run no task; its console gets an ERROR naming the setting."""
     worker = Worker("gevent", {**otlp_env(collector), **broker_env(redis_server)})
     worker.READY = LATE_PATCH_MESSAGE  # such a worker may block before it says "ready."
     with worker:
@@ -251,9 +251,9 @@ def test_beat_sent_retry_lands_on_the_ordering_session(
         for doc in docs.values():
             assert_contract(doc, service="shop-worker", token=token, session_id=session_id)
         assert docs[RETRY_LOGGER]["message"].endswith(f"] retried payment for order {order} declined again")
-        sender = shop.worker if embedded else scheduler
-        assert sender is not None
-        sender.wait_for_console("Scheduler: Sending due task retry-declined-payments")
+        (shop.worker if scheduler is None else scheduler).wait_for_console(
+            "Scheduler: Sending due task retry-declined-payments"
+        )
 
 
 def beat_process(kind: str, env: dict[str, str], schedule_dir: Path) -> Worker:
