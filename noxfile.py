@@ -63,7 +63,7 @@ CELERY_FLOOR = {"celery[redis]": "5.3.0", "kombu": "5.3.0", "billiard": "4.1.0",
 redis-py Kombu's redis extra allows."""
 
 CELERY_FLOOR_TESTS = {
-    "unit": ["tests/test_celery_logging.py", "tests/test_celery_gevent.py"],
+    "unit": ["tests/test_celery_logging.py", "tests/test_celery_gevent.py", "tests/test_celery_beat.py"],
     "e2e": ["tests/test_celery_e2e.py", "-k", "test_task_error_and_failure_reach or test_beat_sent_retry"],
 }
 """On the floor: every Celery unit test; end to end, a web request's session in the worker's records for each
