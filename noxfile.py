@@ -10,6 +10,8 @@
   the logs SDK changed shape in 1.39 and 1.44, so the floor is tested, not assumed), on the oldest Python.
 - ``otel-newest``: the unit suite with the newest API/SDK the base ranges allow (1.45.2) and nothing
   pinned but that, on the newest Python.
+- ``celery-floor``: the oldest Celery pyproject.toml allows (5.3.0, with the oldest Kombu, billiard, vine
+  and redis-py it allows): the Celery unit tests and the Celery end-to-end core (each pool, beat).
 - ``main``: the whole suite (unit, end to end, faults) in ``.venv``, the tested set (SDK 1.45.1 / 0.66b1).
 
 A missing interpreter fails its cell with "Python interpreter 3.x not found": never a silent pass. nox
@@ -55,6 +57,25 @@ SMOKE = ["tests/test_pipeline_e2e.py", "-k", "TestPipeline and test_handler_erro
 Elasticsearch → both OpenReplay reads. The other e2e suites run once, in ``main``."""
 
 UNIT = ["-q", "-p", "no:cacheprovider", "-m", "not e2e"]
+
+CELERY_FLOOR = {"celery[redis]": "5.3.0", "kombu": "5.3.0", "billiard": "4.1.0", "vine": "5.0.0", "redis": "4.5.2"}
+"""Celery's floor (pyproject.toml: celery>=5.3) with the oldest Kombu, billiard and vine it allows and the oldest
+redis-py Kombu's redis extra allows."""
+
+CELERY_FLOOR_TESTS = {
+    "unit": ["tests/test_celery_logging.py", "tests/test_celery_gevent.py", "tests/test_celery_beat.py"],
+    "e2e": ["tests/test_celery_e2e.py", "-k", "test_task_error_and_failure_reach or test_beat_sent_retry"],
+}
+"""On the floor: every Celery unit test; end to end, a web request's session in the worker's records for each
+pool (solo, prefork, threads, gevent) and a beat-sent task (beat alone and ``worker -B``)."""
+
+_CELERY_PROBE = """
+import sys
+from importlib.metadata import version
+found = {name: version(name) for name in ("celery", "kombu", "billiard", "vine", "redis")}
+print(", ".join(f"{name} {v}" for name, v in found.items()))
+sys.exit(0 if found["celery"] == sys.argv[1] else f"the resolver took Celery {found['celery']}, not {sys.argv[1]}")
+"""
 
 nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"  # a missing interpreter is an error, not a download
@@ -126,6 +147,16 @@ def otel_newest(session: nox.Session) -> None:
     )
     _say_versions(session, NEWEST_SDK)
     session.run("pytest", *UNIT, *session.posargs)
+
+
+@nox.session(name="celery-floor", python="3.11")  # Celery 5.3.0 predates Python 3.12
+def celery_floor(session: nox.Session) -> None:
+    """The Celery unit tests and the Celery end-to-end core on the oldest Celery the package allows."""
+    session.install("-e", ".[dev]", *(f"{name}=={version}" for name, version in CELERY_FLOOR.items()))
+    _say_versions(session, TESTED_SDK)
+    session.run("python", "-c", _CELERY_PROBE, CELERY_FLOOR["celery[redis]"], silent=False)
+    session.run("pytest", *UNIT, *CELERY_FLOOR_TESTS["unit"], *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e", *CELERY_FLOOR_TESTS["e2e"])
 
 
 @nox.session(name="main", python=False)

@@ -16,7 +16,16 @@ connects to Celery's documented signals:
 * ``worker_process_shutdown``, sent in a prefork child as it exits, exports what the child's batch
   processors (logs and spans) still hold, waiting at most :data:`FLUSH_TIMEOUT_SECONDS`: the child ends
   with ``os._exit``, which skips the SDK's exit hook, so the records of its last second (of every task,
-  with ``--max-tasks-per-child 1``) would be lost.
+  with ``--max-tasks-per-child 1``) would be lost;
+* ``celeryd_after_setup`` (sent once the worker's logging is set up) checks for a gevent worker
+  patched too late (:mod:`otel_openreplay.celery_gevent`): under ``opentelemetry-instrument`` without
+  OpenTelemetry's gevent setting such a worker runs no task, and the ERROR it logs names the setting;
+* ``beat_embedded_init``, sent in the beat process ``celery worker -B`` forks, says when that process
+  cannot export (:mod:`otel_openreplay.celery_beat`: OTLP/gRPC does not survive Celery closing its
+  inherited file descriptors).
+
+``celery beat`` (alone, or in the worker with ``-B``) sets logging up the same way, with the same
+signals: its records and the worker's leave alike (``-B``'s beat over OTLP/HTTP only, see above).
 
 A prefork child is forked after this, so it inherits the handlers (the SDK's batch processor starts
 its thread again in the child); a child that sets logging up again (``--logfile`` with ``%i``, or a
@@ -39,6 +48,9 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry._logs import get_logger_provider
+
+from otel_openreplay.celery_beat import warn_if_beat_cannot_export
+from otel_openreplay.celery_gevent import warn_if_patched_late
 
 _logger = logging.getLogger(__name__)
 
@@ -171,6 +183,8 @@ def install() -> Unhook | None:
         (signals.after_setup_logger, keeper.restore),
         (signals.after_setup_task_logger, keeper.restore),
         (signals.worker_process_shutdown, keeper.flush),
+        (signals.celeryd_after_setup, warn_if_patched_late),
+        (signals.beat_embedded_init, warn_if_beat_cannot_export),
     )
     for signal, receiver in connections:
         signal.connect(receiver, weak=False, dispatch_uid=_DISPATCH_UID)

@@ -149,10 +149,13 @@ class App:
 class Worker:
     """The Celery example (``examples/celery_app.py``) in a real worker under ``opentelemetry-instrument``.
 
-    ``pool`` is Celery's ``--pool`` (``solo``, ``prefork``); ``env`` must name the broker
-    (``CELERY_BROKER_URL``) and the exporters; ``args`` are more ``celery worker`` options. Celery's own
-    console output (its stderr) is kept in a file.
+    ``pool`` is Celery's ``--pool`` (``solo``, ``prefork``, ``threads``, ``gevent``); ``env`` must name the
+    broker (``CELERY_BROKER_URL``) and the exporters; ``args`` are more ``celery worker`` options. Celery's
+    own console output (its stderr) is kept in a file.
     """
+
+    READY = " ready."
+    """What Celery prints once the process is ready."""
 
     def __init__(self, pool: str, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
         self.pool = pool
@@ -180,7 +183,7 @@ class Worker:
     def start(self, timeout: float = 60) -> Worker:
         """Start the worker in its own process group; return once Celery says `` ready.`` (RuntimeError if not)."""
         self._process.start(self.command(), env=self.env, cwd=ROOT)
-        self._process.wait_ready(lambda: " ready." in self.console(), timeout, RuntimeError, interval=0.1)
+        self._process.wait_ready(lambda: self.READY in self.console(), timeout, RuntimeError, interval=0.1)
         return self
 
     def console(self) -> str:
@@ -211,3 +214,21 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Beat(Worker):
+    """``celery beat`` for the Celery example, under ``opentelemetry-instrument``, with its schedule file in a
+    temporary directory (never the checkout). ``env`` as for :class:`Worker`; its ``pool`` is ``"beat"``."""
+
+    READY = "beat: Starting..."
+
+    def __init__(self, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
+        super().__init__("beat", {"OTEL_SERVICE_NAME": "shop-beat", **env}, args)
+
+    def command(self) -> list[str]:
+        return [
+            str(BIN / "opentelemetry-instrument"),
+            str(BIN / "celery"),
+            "-A", "examples.celery_app.celery_app",
+            "beat", "--loglevel", "INFO", "--schedule", str(self._dir / "celerybeat-schedule"), *self.args,
+        ]  # fmt: skip
