@@ -24,7 +24,8 @@ span (:func:`session_of_span`). Child spans inherit it the same way, and so do t
 outgoing requests (the propagator injects our headers from it). W3C ``baggage`` is not written from
 it: downstream services get the session through our headers only. A span started without a session
 keeps none, so a request without the header is never tagged, and a span is current only in its own
-request's context, so one request's session never reaches another.
+request's context, so one request's session never reaches another. A span the sampler drops is a
+``NonRecordingSpan`` that no span processor sees: it keeps nothing.
 """
 
 from __future__ import annotations

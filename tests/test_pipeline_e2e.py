@@ -50,29 +50,41 @@ def collector(collector_binary: Path, accounts: Accounts) -> Iterator[collector_
         yield running
 
 
-@pytest.fixture(scope="module")
-def apps(collector: collector_stack.Collector) -> Iterator[dict[str, App]]:
-    logs_only = {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "none"}
-    grpc = {
-        **logs_only,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://{collector.grpc_endpoint}",
-        "OTEL_EXPORTER_OTLP_LOGS_INSECURE": "true",
-    }
-    http = {
-        **logs_only,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": collector.http_logs_url,
-    }
-    with contextlib.ExitStack() as stack:
-        yield {
-            "flask": stack.enter_context(App("flask", grpc)),
-            **{kind: stack.enter_context(App(kind, http)) for kind in ("fastapi", *FAMILIES)},
+class Apps:
+    """The example apps exporting to the collector, each started the first time a test asks for it."""
+
+    def __init__(self, stack: contextlib.ExitStack, collector: collector_stack.Collector) -> None:
+        self._stack = stack
+        self._running: dict[str, App] = {}
+        logs_only = {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "none"}
+        self._grpc = {
+            **logs_only,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://{collector.grpc_endpoint}",
+            "OTEL_EXPORTER_OTLP_LOGS_INSECURE": "true",
         }
+        self._http = {
+            **logs_only,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": collector.http_logs_url,
+        }
+
+    def __getitem__(self, kind: str) -> App:
+        """Flask sends over OTLP/gRPC, every other app over OTLP/HTTP."""
+        if kind not in self._running:
+            env = self._grpc if kind == "flask" else self._http
+            self._running[kind] = self._stack.enter_context(App(kind, env))
+        return self._running[kind]
+
+
+@pytest.fixture(scope="module")
+def apps(collector: collector_stack.Collector) -> Iterator[Apps]:
+    with contextlib.ExitStack() as stack:
+        yield Apps(stack, collector)
 
 
 @pytest.fixture
-def app(apps: dict[str, App], request: pytest.FixtureRequest) -> App:
+def app(apps: Apps, request: pytest.FixtureRequest) -> App:
     """The running example app of the kind the test is parametrised with (indirectly)."""
     return apps[request.param]
 
@@ -215,7 +227,7 @@ class TestPipeline:
             assert_contract(doc, service=f"{app.kind}-shop", token=None, session_id=None)
 
 
-def test_the_session_follows_a_call_between_services(apps: dict[str, App], reader: Elasticsearch) -> None:
+def test_the_session_follows_a_call_between_services(apps: Apps, reader: Elasticsearch) -> None:
     """Flask calls FastAPI over HTTP: FastAPI's error lands on the same replay."""
     token, session_id = new_token()
     front, back = apps["flask"], apps["fastapi"]
