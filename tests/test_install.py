@@ -17,10 +17,21 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FRAMEWORK_INSTRUMENTOR = {"flask": "flask", "fastapi": "fastapi", "django": "django", "celery": "celery"}
+FRAMEWORK_INSTRUMENTOR = {
+    "flask": "flask",
+    "fastapi": "fastapi",
+    "django": "django",
+    "django-asgi": "django",
+    "aiohttp": "aiohttp-server",
+    "falcon": "falcon",
+    "tornado": "tornado",
+    "pyramid": "pyramid",
+    "starlette": "starlette",
+    "celery": "celery",
+}
 
 
-@pytest.mark.parametrize("extra", ["flask", "fastapi", "django", "celery"])
+@pytest.mark.parametrize("extra", list(FRAMEWORK_INSTRUMENTOR))
 def test_extra_installs_a_consistent_set(extra: str, tmp_path: Path) -> None:
     """`pip install "otel-openreplay[<extra>]"` in a fresh venv: no conflict, instrumentors loadable."""
     venv.create(tmp_path / "venv", with_pip=True)
