@@ -52,7 +52,11 @@ NEWEST_SDK = "1.45.2"
 TESTED_SDK = "1.45.1"
 """The tested set, pinned by the extras (0.66b1 contrib)."""
 
-SMOKE = ["tests/test_pipeline_e2e.py", "-k", "TestPipeline and test_handler_error_reaches_both_openreplay_reads"]
+SMOKE = [
+    "tests/test_pipeline_e2e.py",
+    "-k",
+    "TestPipeline and test_handler_error_reaches_both_openreplay_reads and (flask or fastapi)",
+]
 """One end-to-end test per interpreter: Flask (OTLP/gRPC) and FastAPI (OTLP/HTTP) → collector →
 Elasticsearch → both OpenReplay reads. The other e2e suites run once, in ``main``."""
 

@@ -13,6 +13,9 @@ Three hooks, installed by :func:`otel_openreplay.configure` and the instrumentor
 * An exception that escapes a SERVER span without having been logged at ERROR (uvicorn logs it
   only later, to its own non-propagating logger) is logged at ERROR by ``otel_openreplay.uncaught``
   right there, in the request's context.
+  Servers that log it themselves, through ``logging``, right after (aiohttp, Tornado: see
+  :data:`otel_openreplay.entry_hooks.SERVERS_LOGGING_UNHANDLED`) are left to do so: their record
+  carries the session the exception remembers, and the error is reported once.
 * ``sys.excepthook`` and ``threading.excepthook`` log uncaught exceptions at ERROR with ``exc_info``
   (and so with the session when one is current or remembered), then call the previous hook.
 
@@ -32,7 +35,16 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from otel_openreplay.session import SESSION_ID_KEY, TOKEN_KEY, Session, current_session, remember, remembered
+from otel_openreplay.entry_hooks import SERVERS_LOGGING_UNHANDLED
+from otel_openreplay.session import (
+    SESSION_ID_KEY,
+    SPAN_ATTRIBUTE,
+    TOKEN_KEY,
+    Session,
+    current_session,
+    remember,
+    remembered,
+)
 
 UNCAUGHT_LOGGER = "otel_openreplay.uncaught"
 """Name of the logger that reports uncaught exceptions."""
@@ -128,8 +140,10 @@ class Capture:
 
 def _remember_from_span(span: Any, exception: BaseException) -> None:
     try:
-        attributes = span.attributes or {}
-        found = Session.of(attributes.get(TOKEN_KEY), attributes.get(SESSION_ID_KEY)) or current_session()
+        found = getattr(span, SPAN_ATTRIBUTE, None)
+        if not isinstance(found, Session):
+            attributes = span.attributes or {}
+            found = Session.of(attributes.get(TOKEN_KEY), attributes.get(SESSION_ID_KEY)) or current_session()
         if found is not None:
             remember(exception, found)
     except Exception:  # noqa: S110  recording the exception matters more than remembering the session
@@ -148,13 +162,24 @@ def _report_unlogged(span: Any, exception: BaseException) -> None:
     logger that does not propagate to the root logger, where OpenTelemetry's handler sits. Logged
     here, while the request's context is still attached, it carries the session.
     """
+    scope = getattr(span, "instrumentation_scope", None)
+    if getattr(scope, "name", None) in SERVERS_LOGGING_UNHANDLED:
+        return
+    log_unhandled(exception, span.name)
+
+
+def log_unhandled(exception: BaseException, where: str) -> None:
+    """Log ``exception`` at ERROR as unhandled in ``where``, with its traceback, unless it was logged already.
+
+    Call it in the request's context (the record takes its session from there). It never raises.
+    """
     if getattr(exception, _LOGGED_ATTR, False):
         return
     _mark_logged(exception)
     with contextlib.suppress(Exception):
         _uncaught.error(
             "Unhandled exception in %s",
-            span.name,
+            where,
             exc_info=(type(exception), exception, exception.__traceback__),
         )
 

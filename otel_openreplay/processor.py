@@ -8,7 +8,8 @@ wanted, never twice). Non-string bodies keep their value and get the attributes 
 ``openReplaySession.url``, its replay opened at the record's time (:mod:`otel_openreplay.replay`);
 the link never goes into the prefix.
 
-The session comes from the record's own context; failing that, from the record's attributes (set by
+The session comes from the record's own context (our key, then W3C baggage, then the span current
+there: see :mod:`otel_openreplay.session`); failing that, from the record's attributes (set by
 :mod:`otel_openreplay.capture` on an error logged after its request ended, or by the user through
 ``extra=``), validated either way, so a forged value never reaches a prefix.
 
@@ -42,6 +43,7 @@ from otel_openreplay.session import (
     apply_prefix,
     prefix_for,
     session_in_baggage,
+    session_of_span,
 )
 from otel_openreplay.settings import Settings
 
@@ -94,7 +96,8 @@ class OpenReplayLogProcessor(LogRecordProcessor):
         # Names this processor's settings in Session.derived: every setting tag_for reads is in it.
         self._tag_key = f"{__name__}:token={self._token_part}:id={self._id_part}"
         self._last: tuple[Session | None, Tag] = (None, _NO_TAG)  # the last session seen, and its tag
-        # The last context without the package's key, and the session its baggage holds (or None). The
+        # The last context without the package's key, and the session its baggage or its current span
+        # holds (or None; a span keeps its session from its start, so the answer never changes). The
         # reference keeps that one context alive until a record of another context is emitted.
         self._last_context: tuple[Context | None, Session | None] = (None, None)
         # Replay links depend on each record's time: built per record, from a per-session cache.
@@ -113,7 +116,7 @@ class OpenReplayLogProcessor(LogRecordProcessor):
                 if seen[0] is ctx:
                     found = seen[1]
                 else:
-                    found = session_in_baggage(ctx)
+                    found = session_in_baggage(ctx) or session_of_span(ctx)
                     self._last_context = (ctx, found)
                 if found is None:
                     found = _session_in_attributes(record.attributes)

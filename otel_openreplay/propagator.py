@@ -116,6 +116,23 @@ class OpenReplayPropagator(TextMapPropagator):
             _logger.debug("otel-openreplay: extract failed", exc_info=True)
             return context if context is not None else Context()
 
+    def extract_asgi_scope(self, scope: Any, context: Context | None = None) -> Context:
+        """:meth:`extract` for an ASGI ``scope`` read directly, without the ASGI instrumentation's getter.
+
+        For the entry hooks (:mod:`otel_openreplay.entry_hooks`) of servers whose instrumentation
+        does not make the extracted context current where the handler runs.
+        """
+        try:
+            if self._inert or not isinstance(scope, dict):
+                return context if context is not None else Context()
+            token, session_id = self._read_asgi(scope.get("headers") or ())
+            if token is None and session_id is None and self._propagate:
+                return context if context is not None else Context()
+            return self._extracted(token, session_id, context)
+        except Exception:  # never break the request
+            _logger.debug("otel-openreplay: extract failed", exc_info=True)
+            return context if context is not None else Context()
+
     def _extracted(self, token: str | None, session_id: str | None, context: Context | None) -> Context:
         last = self._last  # a user's requests repeat the same headers: the last answer, reused
         if last[0] == token and last[1] == session_id:

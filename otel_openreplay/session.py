@@ -11,11 +11,26 @@ standard library and ``opentelemetry-api``: the propagator, which imports it, is
 Where the session lives: under a private context key, already validated (cheap to read on every log
 record); and, when it may leave the process (``propagate=True``), also in W3C baggage, so that every
 propagator that carries baggage takes it to downstream services. Readers fall back to baggage (a
-session that arrived in a W3C ``baggage`` header), which they validate.
+session that arrived in a W3C ``baggage`` header), which they validate; then to the span current in
+the context.
+
+Why the span: a server instrumentation starts its span in the context it extracted from the request,
+but not every one makes that context current. aiohttp's server middleware calls
+``start_as_current_span(..., context=extract(request))``: the span is current in the handler, the
+extracted context (our key, the baggage) is not. :class:`~otel_openreplay.span_processor.OpenReplaySpanProcessor`
+already works out the session of every span's parent context when the span starts, and keeps it on
+the span (:func:`keep_on_span`); a reader that finds neither our key nor baggage asks the current
+span (:func:`session_of_span`). Child spans inherit it the same way, and so do threads, tasks and
+outgoing requests (the propagator injects our headers from it). W3C ``baggage`` is not written from
+it: downstream services get the session through our headers only. A span started without a session
+keeps none, so a request without the header is never tagged, and a span is current only in its own
+request's context, so one request's session never reaches another. A span the sampler drops is a
+``NonRecordingSpan`` that no span processor sees: it keeps nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -23,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from opentelemetry import baggage, context
+from opentelemetry import baggage, context, trace
 from opentelemetry.context import Context
 
 TOKEN_KEY = "openReplaySessionToken"
@@ -143,7 +158,23 @@ def current_session(ctx: Context | None = None) -> Session | None:
     local = context.get_value(CONTEXT_KEY, ctx)
     if local is not None:
         return local if isinstance(local, Session) else None
-    return session_in_baggage(ctx)
+    return session_in_baggage(ctx) or session_of_span(ctx)
+
+
+SPAN_ATTRIBUTE = "_otel_openreplay_session"
+"""The private Python attribute under which a span keeps the session it was started under."""
+
+
+def keep_on_span(span: object, found: Session) -> None:
+    """Keep ``found`` with ``span`` (called as the span starts, before it can be current)."""
+    with contextlib.suppress(Exception):  # a span class that refuses attributes simply keeps no session
+        setattr(span, SPAN_ATTRIBUTE, found)
+
+
+def session_of_span(ctx: Context | None = None) -> Session | None:
+    """The session kept by the span current in ``ctx`` (see :func:`keep_on_span`), or ``None``."""
+    found = getattr(trace.get_current_span(ctx), SPAN_ATTRIBUTE, None)
+    return found if isinstance(found, Session) else None
 
 
 def session_in_baggage(ctx: Context | None = None) -> Session | None:

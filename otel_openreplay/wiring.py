@@ -3,9 +3,10 @@
 It adds :class:`OpenReplayPropagator` to the global propagator (keeping the ones there), puts
 :class:`OpenReplayLogProcessor` AHEAD of every processor of the logger provider (a processor after
 ``BatchLogRecordProcessor`` loses its body change), adds :class:`OpenReplaySpanProcessor`, and
-installs the exception capture of :mod:`otel_openreplay.capture`; where Celery is installed, it keeps
-OpenTelemetry's logging handler in Celery workers (:mod:`otel_openreplay.celery_logging`); where
-loguru or structlog is, their records reach OpenTelemetry once each (:mod:`otel_openreplay.loguru_bridge`,
+installs the exception capture of :mod:`otel_openreplay.capture` and the few framework entry hooks
+of :mod:`otel_openreplay.entry_hooks`; where Celery is installed, it keeps OpenTelemetry's logging
+handler in Celery workers (:mod:`otel_openreplay.celery_logging`); where loguru or structlog is, their
+records reach OpenTelemetry once each (:mod:`otel_openreplay.loguru_bridge`,
 :mod:`otel_openreplay.structlog_records`). A provider
 that is not set yet is wired the moment it is set. The returned :class:`Wiring` undoes all of it.
 
@@ -32,7 +33,8 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_openreplay import celery_logging, loguru_bridge, structlog_records
-from otel_openreplay.capture import Capture
+from otel_openreplay.capture import Capture, log_unhandled
+from otel_openreplay.entry_hooks import EntryHooks
 from otel_openreplay.processor import OpenReplayLogProcessor
 from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.session import set_configured_propagate
@@ -116,7 +118,7 @@ def configure(
         wiring = Wiring(
             settings=resolved,
             log_processor=OpenReplayLogProcessor(resolved),
-            span_processor=OpenReplaySpanProcessor(resolved) if resolved.span_attributes else None,
+            span_processor=OpenReplaySpanProcessor(resolved),  # always: spans keep the session (session.py)
             propagator=OpenReplayPropagator(resolved),
             export_processor=BatchLogRecordProcessor(exporter) if exporter is not None else None,
         )
@@ -126,6 +128,9 @@ def configure(
         if resolved.capture_exceptions:
             wiring._capture = Capture()
             wiring._capture.install()
+        hooks = EntryHooks(wiring.propagator, log_unhandled if resolved.capture_exceptions else None)
+        hooks.install()  # the frameworks whose instrumentation leaves the session out of the handler
+        wiring._unhooks.append(hooks.uninstall)
         unhook_celery = celery_logging.install()
         if unhook_celery is not None:
             wiring._unhooks.append(unhook_celery)

@@ -29,7 +29,17 @@ SERVERS: dict[str, list[str]] = {
     "flask": ["gunicorn", "--workers", "1", "--threads", "4", "examples.flask_app:app"],
     "django": ["gunicorn", "--workers", "1", "--threads", "4", "examples.django_shop.wsgi"],
     "fastapi": ["uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1"],
+    "django-asgi": ["uvicorn", "examples.django_shop.asgi:application", "--host", "127.0.0.1"],
+    "starlette": ["uvicorn", "examples.starlette_app:app", "--host", "127.0.0.1"],
+    "aiohttp": ["python", "-m", "aiohttp.web", "-H", "127.0.0.1", "examples.aiohttp_app:make_app"],
+    "falcon": ["gunicorn", "--workers", "1", "--threads", "4", "examples.falcon_app:app"],
+    "pyramid": ["gunicorn", "--workers", "1", "--threads", "4", "examples.pyramid_app:app"],
+    "tornado": ["python", "-m", "examples.tornado_app"],
 }
+"""How each example is served: the command after ``opentelemetry-instrument``, without its port."""
+
+SETTINGS = {"django": "examples.django_shop.settings", "django-asgi": "examples.django_shop.asgi_settings"}
+"""``DJANGO_SETTINGS_MODULE`` of the Django examples."""
 
 
 def free_port() -> int:
@@ -57,14 +67,17 @@ class App:
             "OTEL_BLRP_SCHEDULE_DELAY": "100",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "PYTHONUNBUFFERED": "1",
-            **({"DJANGO_SETTINGS_MODULE": "examples.django_shop.settings"} if kind == "django" else {}),
+            **({"DJANGO_SETTINGS_MODULE": SETTINGS[kind]} if kind in SETTINGS else {}),
             **(env or {}),
         }
         self._process = ServiceProcess(f"the {kind} app", self.stderr_path)
 
     def command(self) -> list[str]:
         server = SERVERS[self.kind]
-        bind = ["--port", str(self.port)] if self.kind == "fastapi" else ["--bind", f"127.0.0.1:{self.port}"]
+        if server[0] == "python":  # a server started as a module: aiohttp's -P, the Tornado example's --port
+            port = ["-P", str(self.port)] if server[2] == "aiohttp.web" else ["--port", str(self.port)]
+            return [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), *server[1:], *port]
+        bind = ["--port", str(self.port)] if server[0] == "uvicorn" else ["--bind", f"127.0.0.1:{self.port}"]
         return [str(BIN / "opentelemetry-instrument"), str(BIN / server[0]), *server[1:], *bind]
 
     def start(self, timeout: float = 30) -> App:

@@ -1,18 +1,21 @@
 """End to end: the example apps under ``opentelemetry-instrument`` behind real servers.
 
-Each app runs as users run it (gunicorn for Flask and Django, uvicorn for FastAPI) with the console
-exporter; tests send real HTTP requests and read what the exporter printed. otel-openreplay is
-turned on by its entry points alone: no setting, no code in the apps.
+Each app runs as users run it (gunicorn for Flask, Django, Falcon and Pyramid; uvicorn for FastAPI,
+Starlette and Django's ASGI handler; aiohttp's and Tornado's own servers) with the console exporter;
+tests send real HTTP requests and read what the exporter printed. otel-openreplay is turned on by its
+entry points alone: no setting, no code in the apps.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.apps import App
+from tests.apps import ROOT, App
 from tests.conftest import TOKEN, TOKEN_SESSION_ID
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +37,22 @@ def prefixed_by(session_id: str) -> object:
     )
 
 
-@pytest.fixture(scope="module", params=["flask", "fastapi", "django"])
+KINDS = ["flask", "fastapi", "django", "django-asgi", "starlette", "aiohttp", "falcon", "pyramid", "tornado"]
+"""Every example app (``tests/apps.py`` says how each is served)."""
+
+TASK_KINDS = ["fastapi", "django-asgi", "starlette", "aiohttp", "tornado"]
+"""The examples whose ``/task`` route logs from an asyncio task."""
+
+
+def errors_of(app: App, session_id: str, settle: float = 1.5) -> list[dict[str, object]]:
+    """The ERROR records tagged with ``session_id``, read again ``settle`` s after the first appears
+    (a server may log the same error once more after the response)."""
+    app.wait_for_log(prefixed_by(session_id))
+    time.sleep(settle)
+    return [record for record in app.logs() if prefixed_by(session_id)(record)]
+
+
+@pytest.fixture(scope="module", params=KINDS)
 def app(request: pytest.FixtureRequest) -> Iterator[App]:
     with App(request.param) as running:
         yield running
@@ -75,11 +93,40 @@ class TestSessionInEveryRecord:
         """An unhandled exception in the handler yields one ERROR record with the session and the traceback."""
         session_id = new_id()
         assert app.get("/crash", {"openReplaySession.id": session_id}).status_code == 500
-        record = app.wait_for_log(prefixed_by(session_id))
+        (record,) = errors_of(app, session_id)
         assert record["severity_text"] == "ERROR"
         assert record["attributes"]["exception.type"] == "RuntimeError"
         assert "inventory service timed out" in record["attributes"]["exception.stacktrace"]
-        assert len([r for r in app.logs() if prefixed_by(session_id)(r) and r["severity_number"] >= 17]) == 1
+        assert "Traceback (most recent call last)" in record["attributes"]["exception.stacktrace"]
+
+    def test_interleaved_requests_keep_their_own_session(self, app: App) -> None:
+        """Concurrent requests, each with its own session or none: every record carries its own request's."""
+        ids = [new_id() for _ in range(6)]
+        headers = [{"openReplaySession.id": session_id} for session_id in ids] + [{}] * 3
+        before = len(app.logs())
+        with ThreadPoolExecutor(len(headers)) as pool:
+            answers = list(pool.map(lambda header: app.get("/thread", header).status_code, headers * 2))
+        assert answers == [200] * len(answers)
+        deadline = time.monotonic() + 10
+        while len(self._thread_records(app, before)) < 2 * len(headers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        records = self._thread_records(app, before)
+        assert len(records) == 2 * len(headers)
+        for session_id in ids:  # its two requests' records, nobody else's
+            assert len([r for r in records if prefixed_by(session_id)(r)]) == 2
+        assert len([r for r in records if r["body"] == "receipt rendering failed"]) == 6  # the untagged ones
+
+    @staticmethod
+    def _thread_records(app: App, before: int) -> list[dict[str, object]]:
+        return [r for r in app.logs()[before:] if str(r["body"]).endswith("receipt rendering failed")]
+
+    @pytest.mark.parametrize("app", TASK_KINDS, indirect=True)
+    def test_log_in_an_asyncio_task(self, app: App) -> None:
+        """An asyncio task started by the handler logs with the request's session."""
+        session_id = new_id()
+        assert app.get("/task", {"openReplaySession.id": session_id}).status_code == 200
+        record = app.wait_for_log(prefixed_by(session_id))
+        assert record["body"].endswith("receipt rendering failed in a task")
 
     def test_no_header_no_prefix(self, app: App) -> None:
         """A request without a session header is logged untouched."""
@@ -109,20 +156,19 @@ class TestSessionInEveryRecord:
         assert "openReplaySessionToken" not in span["attributes"]  # only the id header came
 
 
-class TestFastAPISpecifics:
-    def test_log_in_an_asyncio_task(self) -> None:
-        """An asyncio task started by the handler logs with the request's session."""
-        with App("fastapi") as fastapi_app:
-            session_id = new_id()
-            fastapi_app.get("/task", {"openReplaySession.id": session_id})
-            record = fastapi_app.wait_for_log(prefixed_by(session_id))
-            assert record["body"].endswith("receipt rendering failed in a task")
-
-
 class TestAcrossServices:
     def test_the_token_follows_an_http_call_to_a_second_app(self) -> None:
         """App A calls app B over HTTP: B's records carry A's session (inject, then extract)."""
         with App("flask") as front, App("fastapi") as back:
+            response = front.get("/call", {"X-OpenReplay-SessionToken": TOKEN}, url=f"{back.url}/checkout")
+            assert response.json() == {"downstream": 402}
+            record = back.wait_for_log(prefixed_by(TOKEN_SESSION_ID))
+            assert record["attributes"]["openReplaySessionToken"] == TOKEN
+
+    @pytest.mark.parametrize("kind", ["aiohttp", "django-asgi"])
+    def test_the_token_follows_a_call_from_an_async_framework(self, kind: str) -> None:
+        """aiohttp (session found through its span) and Django ASGI (entry hook) pass the session on too."""
+        with App(kind) as front, App("fastapi") as back:
             response = front.get("/call", {"X-OpenReplay-SessionToken": TOKEN}, url=f"{back.url}/checkout")
             assert response.json() == {"downstream": 402}
             record = back.wait_for_log(prefixed_by(TOKEN_SESSION_ID))
@@ -148,3 +194,26 @@ class TestLoggingHandlers:
             flask_app.get("/checkout", {"openReplaySession.id": session_id})
             record = flask_app.wait_for_log(prefixed_by(session_id))
             assert record["body"].endswith("payment declined: card 4242 expired")
+
+
+class TestDjangoASGIWithoutTheASGIInstrumentation:
+    """``[django]`` and uvicorn alone: Django's instrumentation skips every ASGI request, the entry hook
+    still makes the session current in the async views (there is no span: trace id 0)."""
+
+    def test_views_log_with_the_session(self) -> None:
+        """The view's records, a task's, Django's own 500 record: tagged; a request without the header: not."""
+        hide_asgi = {"PYTHONPATH": str(ROOT / "tests" / "fixtures" / "without_asgi_instrumentation")}
+        with App("django-asgi", hide_asgi) as app:
+            ids = [new_id() for _ in range(3)]
+            assert app.get("/checkout", {"openReplaySession.id": ids[0]}).status_code == 402
+            assert app.get("/task", {"openReplaySession.id": ids[1]}).status_code == 200
+            assert app.get("/crash", {"openReplaySession.id": ids[2]}).status_code == 500
+            assert app.get("/checkout").status_code == 402
+            checkout = app.wait_for_log(prefixed_by(ids[0]))
+            assert checkout["body"].endswith("payment declined: card 4242 expired")
+            assert int(checkout["trace_id"], 16) == 0  # no span: the ASGI instrumentation really is missing
+            assert app.wait_for_log(prefixed_by(ids[1]))["body"].endswith("receipt rendering failed in a task")
+            (crash,) = errors_of(app, ids[2])
+            assert crash["attributes"]["exception.type"] == "RuntimeError"
+            untagged = app.wait_for_log(lambda r: r["body"] == "payment declined: card 4242 expired")
+            assert "openReplaySession.id" not in (untagged["attributes"] or {})

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from opentelemetry import context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_openreplay import configure
 from otel_openreplay.propagator import OpenReplayPropagator
@@ -52,7 +53,44 @@ def test_no_forged_or_broken_prefix(values: dict[str, str]) -> None:
     finally:
         wiring.undo()
         pipeline.provider.shutdown()
-    body = record.body
+    assert_well_formed(record.body)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(values=st.dictionaries(st.sampled_from(HEADERS), nasty, min_size=1))
+def test_no_forged_prefix_through_the_span_or_an_asgi_scope(values: dict[str, str]) -> None:
+    """The same through the two framework paths: aiohttp's (only the span current) and the ASGI scope read."""
+    if "baggage" in values:
+        values["baggage"] = f"openReplaySessionToken={values['baggage']}"
+    pipeline = LogPipeline()
+    tracer_provider = TracerProvider()
+    wiring = configure(logger_provider=pipeline.provider, tracer_provider=tracer_provider, capture_exceptions=False)
+    try:
+        propagator = CompositePropagator([W3CBaggagePropagator(), OpenReplayPropagator()])
+        logger = pipeline.provider.get_logger("app")
+        with tracer_provider.get_tracer("aiohttp-like").start_as_current_span(
+            "GET /", context=propagator.extract(values)
+        ):
+            logger.emit(body="payment declined", severity_text="ERROR")
+        scope = {
+            "type": "http",
+            "headers": [(k.lower().encode(), v.encode("utf-8", "replace")) for k, v in values.items()],
+        }
+        token = context.attach(wiring.propagator.extract_asgi_scope(scope, context.get_current()))
+        try:
+            logger.emit(body="payment declined", severity_text="ERROR")
+        finally:
+            context.detach(token)
+        records = pipeline.records()
+    finally:
+        wiring.undo()
+        pipeline.provider.shutdown()
+    assert len(records) == 2
+    for record in records:
+        assert_well_formed(record.body)
+
+
+def assert_well_formed(body: str) -> None:
     prefix = PREFIX.match(body)
     assert prefix is not None
     assert body[prefix.end() :] == "payment declined"

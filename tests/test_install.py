@@ -21,6 +21,12 @@ EXTRA_INSTRUMENTORS = {
     "flask": {"flask"},
     "fastapi": {"fastapi"},
     "django": {"django"},
+    "django-asgi": {"django"},
+    "aiohttp": {"aiohttp-server"},
+    "falcon": {"falcon"},
+    "tornado": {"tornado"},
+    "pyramid": {"pyramid"},
+    "starlette": {"starlette"},
     "celery": {"celery"},
     # the logging libraries' extras, next to a framework's as the README installs them
     "flask,loguru": {"flask"},

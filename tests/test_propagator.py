@@ -247,3 +247,34 @@ class TestReadPaths:
         assert fast == current_session(propagator().extract(environ, getter=_NameByName(wsgi_getter)))
         if carrier:
             assert fast is not None or "traceparent" in carrier
+
+
+class TestExtractAsgiScope:
+    """The entry hooks' read of an ASGI scope: what ``extract`` with the ASGI getter gives, without that getter."""
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            [(b"x-openreplay-sessiontoken", TOKEN.encode())],
+            [(b"openreplaysession.id", b"77"), (b"x-openreplay-session-token", TOKEN.encode())],
+            [(b"x-openreplay-sessiontoken", b"x] [openReplaySessionToken=forged")],
+            [(b"accept", b"*/*")],
+            [],
+        ],
+    )
+    def test_same_session_as_the_asgi_getter(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Every scope gives the session extract() finds through the ASGI instrumentation's getter."""
+        scope = {"type": "http", "headers": headers}
+        ours = propagator()
+        assert current_session(ours.extract_asgi_scope(scope)) == current_session(
+            ours.extract(scope, getter=asgi_getter)
+        )
+
+    def test_no_header_returns_the_context_given(self) -> None:
+        """Without a session header the given context comes back as is: the hook attaches nothing."""
+        given = baggage.set_baggage("other", "1")
+        assert propagator().extract_asgi_scope({"type": "http", "headers": []}, given) is given
+
+    def test_not_a_scope(self) -> None:
+        """Anything but a dict is no session, never an error."""
+        assert current_session(propagator().extract_asgi_scope(None)) is None
