@@ -27,6 +27,7 @@ from otel_openreplay.retention import (
     Member,
     Policy,
     RetentionState,
+    enable,
     is_backing_index,
     parse_duration,
     plan,
@@ -396,6 +397,8 @@ class TestRotate:
     ) -> None:
         """The maintenance role rolls over and deletes whole indices only: no write, no delete of a document,
         no other index, no template."""
+        if not admin.indices.exists_alias(name="logs"):
+            enable(admin, "logs", Policy("30d"))
         admin.index(index="other-index", document={"message": "x"}, refresh=True)
         with contextlib.closing(es.client(retention_node, basic_auth=maintenance)) as keeper:
             write_index = next(name for name, write in aliases(admin).items() if write)
@@ -409,3 +412,29 @@ class TestRotate:
             ):
                 with pytest.raises(AuthorizationException):
                     refused()
+
+
+class TestCommandLine:
+    """The retention flags' usage errors, before any server is asked."""
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["es", "setup", "--rollover", "1d"], "--rollover needs --retention"),
+            (["es", "setup", "--retention", "1d", "--rollover", "2d"], "longer than the retention"),
+            (["es", "setup", "--retention", "30 days"], "is not a duration"),
+        ],
+    )
+    def test_value_errors(self, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+        """Bad retention values: exit 2, ERROR and TIP, no traceback."""
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2
+        assert message in err
+        assert "TIP: " in err
+
+    def test_rotate_help(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`es rotate` has help naming the connection variables and the maintenance key."""
+        code, out, _ = run_cli(capsys, "es", "rotate", "--help")
+        assert code == 0
+        assert "$OPENREPLAY_ES_URL" in out
+        assert "api-key --for maintenance" in out
