@@ -255,6 +255,39 @@ def aliases(admin: Elasticsearch) -> dict[str, bool]:
     }
 
 
+class BlockProbe(threading.Thread):
+    """A writer (the writer's account) creating one document after another, each retried while Elasticsearch
+    answers the migration's write block, as the collector does; counts the blocked answers."""
+
+    def __init__(self, node: ElasticsearchNode, account: tuple[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.client = es.client(node, basic_auth=account)
+        self.done = threading.Event()
+        self.blocked = 0
+        self.written: list[str] = []
+
+    def run(self) -> None:
+        serial = 0
+        while not self.done.is_set():
+            doc_id = f"probe-{serial}"
+            (item,) = self.client.bulk(
+                operations=[{"create": {"_index": "logs", "_id": doc_id}}, {"message": f"probe {serial}"}]
+            )["items"]
+            status = item["create"]["status"]
+            if status == 403 and "block" in json.dumps(item).lower():
+                self.blocked += 1
+                time.sleep(0.05)
+                continue
+            assert status == 201, item
+            self.written.append(doc_id)
+            serial += 1
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
+        self.client.close()
+
+
 @pytest.mark.e2e
 class TestMigration:
     def test_plain_logs_becomes_an_alias_while_both_writers_write(
@@ -287,6 +320,8 @@ class TestMigration:
             stream = threading.Thread(target=emit, args=(through_collector, token, sent), kwargs={"pause": 0.02})
             stream.start()
             time.sleep(1.5)  # the collector is writing to the plain index
+            probe = BlockProbe(retention_node, accounts.writer)
+            probe.start()
             code, out, err = run_cli(
                 capsys,
                 "es",
@@ -295,6 +330,7 @@ class TestMigration:
                 "30d",
                 *as_account(retention_node, (retention_node.user, retention_node.password)),
             )
+            probe.stop()
             stream.join()
             through_collector.shutdown()
             assert code == 0, err
@@ -307,6 +343,12 @@ class TestMigration:
         got_direct = messages(admin, direct_service, 2 * DIRECT_RECORDS)
 
         assert Counter(got_collector) == Counter(sent), log[-3000:]
+        assert probe.blocked > 0  # writers did meet the write block, and writing again after it stored each once
+        probe_ids = [
+            hit["_id"]
+            for hit in admin.search(index="logs", query={"match": {"message": "probe"}}, size=10_000)["hits"]["hits"]
+        ]
+        assert Counter(probe_ids) == Counter(probe.written)
         assert Counter(got_direct) == Counter(before + after)
         assert aliases(admin) == {"logs-000001": False, "logs-000002": True}
         old = admin.count(index="logs-000001", query={"term": {"service.name": direct_service}})["count"]
