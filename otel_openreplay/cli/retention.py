@@ -87,14 +87,14 @@ def _rotate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_json()))
         return int(ExitCode.FOUND)
-    prefix = "would " if args.dry_run else ""
+    would = "would " if args.dry_run else ""
     print(f"Retention of {report.index}: {report.policy.retention}, a new index every {report.policy.rollover}.")
     for action in report.actions:
         if action.kind == "rollover":
             done = f" -> {report.rolled_over_to}" if report.rolled_over_to else ""
-            print(f"  {action.index}: {prefix}roll over{done} ({action.reason})")
+            print(f"  {action.index}: {would}roll over{done} ({action.reason})")
         elif action.kind == "delete":
-            print(f"  {action.index}: {prefix}delete ({action.reason})")
+            print(f"  {action.index}: {would}delete ({action.reason})")
         else:
             print(f"  {action.index}: keep ({action.reason})")
     return int(ExitCode.FOUND)
