@@ -414,6 +414,13 @@ class TestRotate:
         writer.shutdown()
         assert len(messages(admin, service, 60)) == 60
 
+        time.sleep(3.5)
+        code, out, err = run_cli(capsys, "es", "rotate", "--dry-run", *as_account(retention_node, maintenance))
+        assert code == 0, err
+        assert "logs-000001: would delete (every document is older than 30d)" in out
+        assert "logs-000002: would roll over (the write index is older than 3s)" in out
+        assert aliases(admin) == {"logs-000001": False, "logs-000002": True}  # a dry run changes nothing
+
         second = rotate()
         assert second["rolled_over_to"] == "logs-000003"
         assert second["deleted"] == ["logs-000001"]
