@@ -379,7 +379,7 @@ def migrate(client: Elasticsearch, index: str, meta: Mapping[str, Any]) -> list[
         raise
     blocked_ms = int((time.monotonic() - blocked_at) * 1000)
     steps += [
-        f"blocked writes to {index}, cloned its {source_count} documents to {first}",
+        f"blocked writes to {index}, cloned it ({source_count} documents) to {first}",
         f"created {second} and, in one step, replaced the index {index} by the alias {index} "
         f"(write index {second}, plus {first}); writes were blocked for {blocked_ms} ms",
     ]

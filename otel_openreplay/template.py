@@ -112,6 +112,7 @@ class SetupReport:
     template: str
     index: str
     created_index: bool = False
+    patterns: list[str] = field(default_factory=list)
     added_fields: list[str] = field(default_factory=list)
     problems: list[MappingProblem] = field(default_factory=list)
 
@@ -251,7 +252,7 @@ def setup_index(client: Elasticsearch, index: str, *, meta: Mapping[str, Any] | 
         except NotFoundError:
             meta = None
     name = install_template(client, index, meta)
-    report = SetupReport(template=name, index=index)
+    report = SetupReport(template=name, index=index, patterns=index_template(index, meta)["index_patterns"])
     if "*" not in index and not client.indices.exists(index=index):
         try:
             client.indices.create(index=index)

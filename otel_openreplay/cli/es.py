@@ -131,7 +131,8 @@ def _setup(args: argparse.Namespace) -> int:
                     ExitCode.INDEX,
                 ) from None
             raise
-    print(f"Index template {report.template}: installed (pattern `{report.index}`, priority {TEMPLATE_PRIORITY}).")
+    patterns = ", ".join(f"`{pattern}`" for pattern in report.patterns or [report.index])
+    print(f"Index template {report.template}: installed (pattern {patterns}, priority {TEMPLATE_PRIORITY}).")
     print(f"Index {report.index}: {'created' if report.created_index else 'exists'}.")
     if report.added_fields:
         print(f"Mapped missing fields: {', '.join(report.added_fields)}.")
