@@ -487,3 +487,45 @@ class TestCommandLine:
         assert code == 0
         assert "$OPENREPLAY_ES_URL" in out
         assert "api-key --for maintenance" in out
+
+
+class _Indices:
+    """Stand-in for ``client.indices``: records each call; the clone lands one document short."""
+
+    def __init__(self, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        self.calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return False if name == "exists" else {}
+
+        return call
+
+
+class _ShortCloneClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.indices = _Indices(self.calls)
+
+    def count(self, index: str) -> dict[str, int]:
+        return {"count": 5 if index == "logs" else 4}
+
+
+class TestMigrationUndo:
+    """A migration that cannot prove it lost nothing is undone, and the writers can write again."""
+
+    def test_a_short_clone_is_deleted_and_the_block_lifted(self) -> None:
+        """The clone holds fewer documents than the source: the clone goes, the write block goes, no alias swap."""
+        from otel_openreplay.retention import RetentionError, migrate
+
+        fake = _ShortCloneClient()
+        with pytest.raises(RetentionError, match="holds 4 documents, `logs` 5: migration undone"):
+            migrate(fake, "logs", {"retention": "30d"})  # type: ignore[arg-type]
+        names = [name for name, _ in fake.calls]
+        assert names[names.index("add_block") :] == [
+            "add_block", "flush", "refresh", "clone", "refresh", "delete", "put_settings",
+        ]  # fmt: skip
+        assert ("delete", {"index": "logs-000001"}) in fake.calls
+        assert ("put_settings", {"index": "logs", "settings": {"index.blocks.write": None}}) in fake.calls
+        assert "update_aliases" not in names
