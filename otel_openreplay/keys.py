@@ -1,4 +1,4 @@
-"""Least-privilege API keys: one for OpenReplay to read, one for the exporters to write.
+"""Least-privilege API keys: one for OpenReplay to read, one for the exporters to write, one for retention.
 
 The privileges were established against a real Elasticsearch 8.19 (``tests/test_keys.py`` keeps them
 honest): OpenReplay's reads, both generations (the ≤ 1.20 scroll poll and the ≥ 1.21 ``match_phrase``),
@@ -6,7 +6,12 @@ need ``read`` on the index and nothing at cluster level; ≤ 1.20's settings pag
 with ``HEAD /``, which needs cluster ``monitor`` (``legacy=True``). Writing documents needs
 ``create_doc`` (create only: no overwrite, no delete, no read) and ``auto_configure`` (create the
 index from the template if it is missing, and map new fields: 8.19 still lets ``create_doc`` map new
-fields but warns that the next major will not).
+fields but warns that the next major will not). Both work unchanged when ``logs`` is the retention's
+write alias (:mod:`otel_openreplay.retention`): privileges are checked against the alias name.
+The maintenance key (``es rotate`` on a schedule) gets ``manage`` on the alias, the only privilege
+that grants ``_rollover``, and on the numbered indices ``<index>-0*`` only what deciding and deleting
+need: ``read`` (the newest document's age), ``view_index_metadata``, ``monitor``, ``delete_index``.
+It can neither write nor delete a document.
 
 It must never grant ``cluster: all`` (what OpenReplay's own doc suggests) or any write privilege to
 the reading key. A key's privileges are also capped by those of the user who creates it.
@@ -19,12 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from otel_openreplay.connection import DEFAULT_INDEX
+from otel_openreplay.template import backing_pattern
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-Purpose = Literal["openreplay", "writer"]
-"""Who the key is for: OpenReplay's integration (reads) or the collector/exporter (writes)."""
+Purpose = Literal["openreplay", "writer", "maintenance"]
+"""Who the key is for: OpenReplay's integration (reads), the collector/exporter (writes), or ``es rotate``."""
 
 READER_INDEX_PRIVILEGES: tuple[str, ...] = ("read",)
 """Index privileges of OpenReplay's key: both generations' searches (and ≤ 1.20's scrolls)."""
@@ -34,6 +40,13 @@ LEGACY_CLUSTER_PRIVILEGES: tuple[str, ...] = ("monitor",)
 
 WRITER_INDEX_PRIVILEGES: tuple[str, ...] = ("create_doc", "auto_configure")
 """Index privileges of the writers' key: create documents, create the index and map new fields."""
+
+
+MAINTENANCE_ALIAS_PRIVILEGES: tuple[str, ...] = ("manage",)
+"""On the alias: ``_rollover`` is granted by ``manage`` (or ``all``) and nothing smaller."""
+
+MAINTENANCE_INDICES_PRIVILEGES: tuple[str, ...] = ("read", "view_index_metadata", "monitor", "delete_index")
+"""On the numbered indices: read their newest document's age, their metadata and size; delete them whole."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +65,31 @@ class CreatedKey:
 
 
 def default_name(purpose: Purpose, index: str) -> str:
-    """The key's default name: ``openreplay-read-<index>`` or ``otel-openreplay-write-<index>``."""
-    return f"openreplay-read-{index}" if purpose == "openreplay" else f"otel-openreplay-write-{index}"
+    """The key's default name: ``openreplay-read-<index>``, ``otel-openreplay-write-<index>`` or
+    ``otel-openreplay-maintenance-<index>``."""
+    if purpose == "openreplay":
+        return f"openreplay-read-{index}"
+    return f"otel-openreplay-{'write' if purpose == 'writer' else 'maintenance'}-{index}"
 
 
 def role_descriptors(purpose: Purpose, index: str = DEFAULT_INDEX, *, legacy: bool = False) -> dict[str, Any]:
-    """The key's only role: ``read`` on ``index`` (+ ``monitor`` if ``legacy``), or the writers' create.
+    """The key's only role: ``read`` on ``index`` (+ ``monitor`` if ``legacy``), the writers' create,
+    or the maintenance key's rollover and delete.
 
     ``legacy`` applies to the OpenReplay key only.
     """
+    if purpose == "maintenance":
+        if legacy:
+            raise ValueError("--legacy is for the OpenReplay key only")
+        return {
+            "otel_openreplay_maintenance": {
+                "cluster": [],
+                "indices": [
+                    {"names": [index], "privileges": list(MAINTENANCE_ALIAS_PRIVILEGES)},
+                    {"names": [backing_pattern(index)], "privileges": list(MAINTENANCE_INDICES_PRIVILEGES)},
+                ],
+            }
+        }
     if purpose == "openreplay":
         cluster = list(LEGACY_CLUSTER_PRIVILEGES) if legacy else []
         privileges = list(READER_INDEX_PRIVILEGES)
@@ -72,7 +101,7 @@ def role_descriptors(purpose: Purpose, index: str = DEFAULT_INDEX, *, legacy: bo
         privileges = list(WRITER_INDEX_PRIVILEGES)
         role = "otel_openreplay_write"
     else:
-        raise ValueError(f"unknown key purpose {purpose!r}: openreplay or writer")
+        raise ValueError(f"unknown key purpose {purpose!r}: openreplay, writer or maintenance")
     return {role: {"cluster": cluster, "indices": [{"names": [index], "privileges": privileges}]}}
 
 
@@ -123,6 +152,13 @@ def usage_text(key: CreatedKey, purpose: Purpose, url: str, index: str) -> str:
         ]
         if index != DEFAULT_INDEX:
             lines.append(f"  Warning: OpenReplay >= 1.21 reads `logs`, not `{index}`.")
+    elif purpose == "maintenance":
+        lines += [
+            "For the scheduled `otel-openreplay es rotate` (environment of the cron job, timer or CronJob):",
+            f"  OPENREPLAY_ES_URL={url}",
+            f"  OPENREPLAY_ES_INDEX={index}",
+            "  OPENREPLAY_ES_API_KEY=<the encoded value above>",
+        ]
     else:
         lines += [
             "For the collector and the Python exporter (environment):",

@@ -4,7 +4,10 @@
 times ``date``, the fields OpenReplay filters on ``keyword``); :func:`setup_index` installs it as a
 composable index template and creates the index. On an index that already exists it only ADDS the
 fields that are missing (Elasticsearch cannot change a field's type in place) and reports each field
-whose type breaks OpenReplay, with the reason, via :func:`mapping_problems`.
+whose type breaks OpenReplay, with the reason, via :func:`mapping_problems`. Where a retention is in force
+(:mod:`otel_openreplay.retention`: ``index`` is a write alias over ``<index>-000001``…), the template also
+covers the numbered indices and carries the retention in the mapping's ``_meta``, which every new index
+inherits; :func:`setup_index` keeps both when it runs again without being told about the retention.
 
 It must never delete or reindex anything, and never change an existing field: a wrong type is
 reported with what to do, the data stays.
@@ -21,6 +24,12 @@ if TYPE_CHECKING:
 
 TEMPLATE_PREFIX = "otel-openreplay-"
 """Index templates are named ``otel-openreplay-<index>``."""
+
+BACKING_SUFFIX = "-0*"
+"""The numbered indices behind a write alias ``<index>`` are ``<index>-000001``…: this pattern covers them."""
+
+META_KEY = "otel_openreplay"
+"""The key of this package's part of a mapping's ``_meta`` (the retention in force)."""
 
 TEMPLATE_PRIORITY = 200
 """Above Elasticsearch's built-in templates (100); two templates of equal priority may not overlap."""
@@ -103,6 +112,7 @@ class SetupReport:
     template: str
     index: str
     created_index: bool = False
+    patterns: list[str] = field(default_factory=list)
     added_fields: list[str] = field(default_factory=list)
     problems: list[MappingProblem] = field(default_factory=list)
 
@@ -124,14 +134,53 @@ def properties(field_types: Mapping[str, str] = FIELD_TYPES) -> dict[str, Any]:
     return root
 
 
-def index_template(index: str) -> dict[str, Any]:
-    """The composable index template body for ``index`` (``PUT _index_template/<name>``)."""
+def backing_pattern(index: str) -> str:
+    """The index pattern of the numbered indices behind the write alias ``index``."""
+    return index + BACKING_SUFFIX
+
+
+def index_template(index: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The composable index template body for ``index`` (``PUT _index_template/<name>``).
+
+    ``meta`` (this package's part of the mapping ``_meta``: the retention) makes the template cover the
+    numbered indices behind the alias too, and puts ``{META_KEY: meta}`` in their mapping.
+    """
+    mappings: dict[str, Any] = {"properties": properties()}
+    patterns = [index]
+    if meta:
+        mappings["_meta"] = {META_KEY: dict(meta)}
+        patterns.append(backing_pattern(index))
     return {
-        "index_patterns": [index],
+        "index_patterns": patterns,
         "priority": TEMPLATE_PRIORITY,
-        "template": {"mappings": {"properties": properties()}},
+        "template": {"mappings": mappings},
         "_meta": {"managed_by": "otel-openreplay", "description": "OpenReplay backend logs layout"},
     }
+
+
+def meta_from_mapping(response: Mapping[str, Any]) -> dict[str, Any] | None:
+    """This package's ``_meta`` in a ``GET <index>/_mapping`` answer (the newest index's, by name), or None."""
+    for name in sorted(response, reverse=True):
+        body = response[name]
+        mappings = body.get("mappings", {}) if isinstance(body, Mapping) else {}
+        meta = (mappings.get("_meta") or {}).get(META_KEY)
+        if isinstance(meta, Mapping):
+            return dict(meta)
+    return None
+
+
+def install_template(client: Elasticsearch, index: str, meta: Mapping[str, Any] | None = None) -> str:
+    """Install (or replace) the index template of ``index``; returns its name."""
+    name = template_name(index)
+    body = index_template(index, meta)
+    client.indices.put_index_template(
+        name=name,
+        index_patterns=body["index_patterns"],
+        priority=body["priority"],
+        template=body["template"],
+        meta=body["_meta"],
+    )
+    return name
 
 
 def field_types_from_mapping(response: Mapping[str, Any]) -> dict[str, set[str]]:
@@ -187,24 +236,23 @@ def mapping_problems(field_types: Mapping[str, set[str]]) -> list[MappingProblem
     return problems
 
 
-def setup_index(client: Elasticsearch, index: str) -> SetupReport:
+def setup_index(client: Elasticsearch, index: str, *, meta: Mapping[str, Any] | None = None) -> SetupReport:
     """Install the index template and create ``index``; on an existing index add missing fields.
 
-    Idempotent: running it again changes nothing. Returns what was done and every remaining problem.
-    Raises the client's errors (connection, auth, a conflicting template) for the caller to explain.
+    Idempotent: running it again changes nothing. ``meta`` is the retention to keep in the template;
+    without it, the retention already in the index's mapping (if any) is kept. Returns what was done
+    and every remaining problem. Raises the client's errors (connection, auth, a conflicting
+    template) for the caller to explain.
     """
-    from elasticsearch import BadRequestError  # here: this module is importable without the client
+    from elasticsearch import BadRequestError, NotFoundError  # here: importable without the client
 
-    name = template_name(index)
-    body = index_template(index)
-    client.indices.put_index_template(
-        name=name,
-        index_patterns=body["index_patterns"],
-        priority=body["priority"],
-        template=body["template"],
-        meta=body["_meta"],
-    )
-    report = SetupReport(template=name, index=index)
+    if meta is None and "*" not in index:
+        try:
+            meta = meta_from_mapping(client.indices.get_mapping(index=index).body)
+        except NotFoundError:
+            meta = None
+    name = install_template(client, index, meta)
+    report = SetupReport(template=name, index=index, patterns=index_template(index, meta)["index_patterns"])
     if "*" not in index and not client.indices.exists(index=index):
         try:
             client.indices.create(index=index)

@@ -41,7 +41,21 @@ class TestRoleDescriptors:
             }
         }
 
-    @pytest.mark.parametrize("purpose", ["openreplay", "writer"])
+    def test_maintenance(self):
+        """The maintenance key rolls the alias over and reads, sizes and deletes the numbered indices only."""
+        assert role_descriptors("maintenance", "logs") == {
+            "otel_openreplay_maintenance": {
+                "cluster": [],
+                "indices": [
+                    {"names": ["logs"], "privileges": ["manage"]},
+                    {"names": ["logs-0*"], "privileges": ["read", "view_index_metadata", "monitor", "delete_index"]},
+                ],
+            }
+        }
+        with pytest.raises(ValueError, match="OpenReplay key only"):
+            role_descriptors("maintenance", "logs", legacy=True)
+
+    @pytest.mark.parametrize("purpose", ["openreplay", "writer", "maintenance"])
     def test_never_all(self, purpose):
         """No key ever gets `all`, at cluster or index level."""
         text = str(role_descriptors(purpose, "logs"))
@@ -56,6 +70,7 @@ class TestRoleDescriptors:
         """Default key names say who they are for and which index."""
         assert default_name("openreplay", "logs") == "openreplay-read-logs"
         assert default_name("writer", "logs") == "otel-openreplay-write-logs"
+        assert default_name("maintenance", "logs") == "otel-openreplay-maintenance-logs"
 
 
 def _key_client(es_node, encoded: str) -> Elasticsearch:
@@ -160,6 +175,45 @@ class TestWriterKey:
             assert item["create"]["status"] == 403
         finally:
             writer.close()
+
+
+@pytest.mark.e2e
+class TestMaintenanceKey:
+    """The key `es rotate` runs with: it rolls over and deletes whole numbered indices, and nothing else."""
+
+    def test_rotates_but_cannot_touch_documents_or_other_indices(self, es_node, es_client, capsys):
+        """`es api-key --for maintenance` makes a key that runs `es rotate` (rollover); it can delete a numbered
+        index whole but cannot write, delete a document, read another index, change templates or the cluster."""
+        import json
+        import time
+
+        from otel_openreplay import cli
+
+        index, other = f"mt-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+        superuser = ["--url", es_node.url, "--user", es_node.user, "--password", es_node.password]
+        assert cli.main(["es", "api-key", "--for", "maintenance", "--index", index, "--json", *superuser]) == 0
+        encoded = json.loads(capsys.readouterr().out)["encoded"]
+        assert cli.main(["es", "setup", "--index", index, "--retention", "30d", "--rollover", "1s", *superuser]) == 0
+        es_client.create(index=index, id="a", document={"message": "m", "@timestamp": "2026-01-01T00:00:00Z"})
+        es_client.index(index=other, document={"message": "x"}, refresh=True)
+        time.sleep(1.5)
+        capsys.readouterr()
+        keyed = ["--url", es_node.url, "--api-key", encoded, "--index", index]
+        assert cli.main(["es", "rotate", "--json", *keyed]) == 0
+        assert json.loads(capsys.readouterr().out)["rolled_over_to"] == f"{index}-000002"
+        keeper = _key_client(es_node, encoded)
+        try:
+            assert _refused(lambda: keeper.index(index=index, document={"message": "forged"}))
+            assert _refused(lambda: keeper.delete(index=f"{index}-000001", id="a"))
+            assert _refused(lambda: keeper.search(index=other))
+            assert _refused(lambda: keeper.indices.delete(index=other))
+            assert _refused(lambda: keeper.indices.put_index_template(name="x", index_patterns=["x"]))
+            assert _refused(lambda: keeper.cluster.health())
+            keeper.indices.delete(index=f"{index}-000001")  # whole numbered indices: what rotate deletes
+        finally:
+            keeper.close()
+        assert cli.main(["es", "rotate", "--index", other, *superuser]) == 5
+        assert "is a plain index" in capsys.readouterr().err
 
 
 class TestUsageText:

@@ -1,9 +1,11 @@
-"""``otel-openreplay es setup|api-key|check``: set up and check the Elasticsearch side.
+"""``otel-openreplay es setup|api-key|check|rotate``: set up and check the Elasticsearch side.
 
-``setup`` installs the index template and the index (:mod:`otel_openreplay.template`), ``api-key`` makes
-least-privilege keys (:mod:`otel_openreplay.keys`), ``check`` runs OpenReplay's own reads for a session
-(:mod:`otel_openreplay.doctor`). This module parses the connection flags (defaults: the
-``OPENREPLAY_ES_*`` variables), opens one client per command and prints; the work is in those modules.
+``setup`` installs the index template and the index (:mod:`otel_openreplay.template`; with
+``--retention``, :mod:`otel_openreplay.cli.retention`), ``api-key`` makes least-privilege keys
+(:mod:`otel_openreplay.keys`), ``check`` runs OpenReplay's own reads for a session
+(:mod:`otel_openreplay.doctor`) and reports the retention, ``rotate`` applies the retention. This
+module parses the connection flags (defaults: the ``OPENREPLAY_ES_*`` variables), opens one client per
+command and prints; the work is in those modules.
 It never prints a secret, except the new key ``es api-key`` exists to show once.
 """
 
@@ -15,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from otel_openreplay.cli import retention as retention_cli
 from otel_openreplay.cli.errors import CliError
 from otel_openreplay.cli.link import check_replay_link, replay_url
 from otel_openreplay.connection import (
@@ -53,6 +56,7 @@ def add_commands(commands: Any) -> None:
         "existing index and says exactly what is wrong with its mapping.",
     )
     setup.add_argument("--index", help=index_help)
+    retention_cli.add_arguments(setup)
     setup.set_defaults(handler=_setup)
 
     api_key = es_commands.add_parser(
@@ -60,10 +64,14 @@ def add_commands(commands: Any) -> None:
         parents=[connection],
         help="create a least-privilege API key for OpenReplay or for the writers",
         description="openreplay: `read` on the index only (--legacy adds cluster `monitor` for OpenReplay "
-        "<= 1.20's connection test). writer: `create_doc` + `auto_configure` on the index. The "
-        "credentials used must be allowed to create API keys (manage_own_api_key).",
+        "<= 1.20's connection test). writer: `create_doc` + `auto_configure` on the index. maintenance "
+        "(`es rotate`): `manage` on the index's alias, `read`, `view_index_metadata`, `monitor`, "
+        "`delete_index` on its numbered indices <index>-0*. The credentials used must be allowed to create "
+        "API keys (manage_own_api_key).",
     )
-    api_key.add_argument("--for", dest="purpose", required=True, choices=("openreplay", "writer"), help="who uses it")
+    api_key.add_argument(
+        "--for", dest="purpose", required=True, choices=("openreplay", "writer", "maintenance"), help="who uses it"
+    )
     api_key.add_argument("--index", help=index_help)
     api_key.add_argument("--legacy", action="store_true", help="add cluster `monitor` (OpenReplay <= 1.20)")
     api_key.add_argument("--name", help="key name (default openreplay-read-<index> / otel-openreplay-write-<index>)")
@@ -86,6 +94,8 @@ def add_commands(commands: Any) -> None:
     check.add_argument("--replay-url", help="OpenReplay dashboard URL with the project ($OTEL_OPENREPLAY_REPLAY_URL)")
     check.set_defaults(handler=_check)
 
+    retention_cli.add_rotate(es_commands, connection, index_help)
+
 
 def server_refusal(error: Exception, args: argparse.Namespace) -> tuple[str, str, ExitCode] | None:
     """A refusal due to the server's version or settings, naming that version (asked for only then)."""
@@ -104,9 +114,13 @@ def _setup(args: argparse.Namespace) -> int:
     from otel_openreplay.template import TEMPLATE_PRIORITY, setup_index
 
     settings = _settings(args)
+    policy = retention_cli.policy_from(args)
     with _client(settings) as client:
         try:
-            report = setup_index(client, settings.index)
+            if policy is None:
+                report = setup_index(client, settings.index)
+            else:
+                report = retention_cli.setup_with_retention(client, settings.index, policy)
         except Exception as error:
             if "same priority" in str(error) or "overlapping" in str(error):
                 raise CliError(
@@ -115,7 +129,8 @@ def _setup(args: argparse.Namespace) -> int:
                     ExitCode.INDEX,
                 ) from None
             raise
-    print(f"Index template {report.template}: installed (pattern `{report.index}`, priority {TEMPLATE_PRIORITY}).")
+    patterns = ", ".join(f"`{pattern}`" for pattern in report.patterns or [report.index])
+    print(f"Index template {report.template}: installed (pattern {patterns}, priority {TEMPLATE_PRIORITY}).")
     print(f"Index {report.index}: {'created' if report.created_index else 'exists'}.")
     if report.added_fields:
         print(f"Mapped missing fields: {', '.join(report.added_fields)}.")
@@ -170,8 +185,11 @@ def _check(args: argparse.Namespace) -> int:
         report = run_check(
             client, target, index=settings.index, since_seconds=since, credentials=settings.auth_description
         )
+        retention = _retention_state(client, settings.index, report.exit_code)
     if args.json:
         answer = report.as_json()
+        if retention is not None:
+            answer["retention"] = retention.as_json()
         replay = check_replay_link(url, report)
         if replay:
             answer["replay_url"] = replay
@@ -181,10 +199,25 @@ def _check(args: argparse.Namespace) -> int:
     if fatal:
         raise CliError(fatal[0].text, fatal[0].tip, report.exit_code)
     print(render_text(report))
+    if retention is not None:
+        print("\n" + retention.text())
     replay = check_replay_link(url, report)
     if replay:
         print(f"\nReplay: {replay}")
     return int(report.exit_code)
+
+
+def _retention_state(client: Any, index: str, code: ExitCode) -> Any:
+    """The retention part of ``es check`` (:func:`otel_openreplay.retention.retention_state`), or None
+    when the check could not connect or log in; it never turns a finished check into a failure."""
+    from otel_openreplay.retention import retention_state
+
+    if code in (ExitCode.CONNECT, ExitCode.AUTH):
+        return None
+    try:
+        return retention_state(client, index)
+    except Exception:  # the check's answer matters more than this part of it
+        return None
 
 
 def _optional_replay_url(args: argparse.Namespace) -> str | None:
