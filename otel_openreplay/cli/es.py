@@ -18,6 +18,8 @@ import sys
 from typing import Any
 
 from otel_openreplay.cli import retention as retention_cli
+from otel_openreplay.cli.connect import client_for as _client
+from otel_openreplay.cli.connect import settings_from_args as _settings
 from otel_openreplay.cli.errors import CliError
 from otel_openreplay.cli.link import check_replay_link, replay_url
 from otel_openreplay.connection import (
@@ -27,8 +29,6 @@ from otel_openreplay.connection import (
     OPENREPLAY_ES_PASSWORD,
     OPENREPLAY_ES_URL,
     OPENREPLAY_ES_USER,
-    ConnectionSettings,
-    make_client,
     redact_url,
 )
 from otel_openreplay.exit_codes import ES_CHECK_CODES, ExitCode
@@ -234,19 +234,3 @@ def _optional_replay_url(args: argparse.Namespace) -> str | None:
             raise
         print(f"WARNING: {error}; the check runs without the Replay line", file=sys.stderr)
         return None
-
-
-def _settings(args: argparse.Namespace) -> ConnectionSettings:
-    return ConnectionSettings.from_env(
-        url=args.url,
-        api_key=args.api_key,
-        user=args.user,
-        password=args.password,
-        ca_certs=args.ca_certs,
-        index=getattr(args, "index", None),
-    )
-
-
-def _client(settings: ConnectionSettings) -> contextlib.closing[Any]:
-    """A client for one command, closed afterwards (one transport retry: a CLI should not hang)."""
-    return contextlib.closing(make_client(settings, max_retries=1))

@@ -12,8 +12,9 @@ import argparse
 import json
 from typing import Any
 
+from otel_openreplay.cli.connect import client_for, settings_from_args
 from otel_openreplay.cli.errors import CliError
-from otel_openreplay.doctor import ExitCode
+from otel_openreplay.exit_codes import ExitCode
 
 
 def add_arguments(setup: argparse.ArgumentParser) -> None:
@@ -75,11 +76,10 @@ def setup_with_retention(client: Any, index: str, policy: Any) -> Any:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from otel_openreplay.cli.es import _client, _settings
     from otel_openreplay.retention import RetentionError, rotate
 
-    settings = _settings(args)
-    with _client(settings) as client:
+    settings = settings_from_args(args)
+    with client_for(settings) as client:
         try:
             report = rotate(client, settings.index, dry_run=args.dry_run)
         except RetentionError as error:
