@@ -227,7 +227,7 @@ class TestExporterUnit:
         exporter = ElasticsearchLogExporter(unreachable_url(), deadline=0.0, environ={})
         inner: list[object] = []
 
-        def write(pending, rejected):
+        def write(pending, rejected, retries):
             inner.append(exporter.export([sdk_record(cases()[0].record)]))
             pending.clear()
 
@@ -240,7 +240,7 @@ class TestExporterUnit:
         """Any exception while writing becomes FAILURE and a log line; the records stay in the backlog."""
         exporter = ElasticsearchLogExporter(unreachable_url(), environ={})
 
-        def boom(pending, rejected):
+        def boom(pending, rejected, retries):
             raise RuntimeError("surprise")
 
         monkeypatch.setattr(exporter, "_write", boom)
@@ -461,9 +461,9 @@ class TestExporterAgainstElasticsearch:
         writes: list[int] = []
         original_write = exporter._write
 
-        def counting_write(pending, rejected):
+        def counting_write(pending, rejected, retries):
             writes.append(len(pending))
-            original_write(pending, rejected)
+            return original_write(pending, rejected, retries)
 
         exporter._write = counting_write  # type: ignore[method-assign]
         provider = LoggerProvider(resource=Resource({"service.name": "shop"}), shutdown_on_exit=False)
