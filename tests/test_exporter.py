@@ -14,8 +14,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
+from elasticsearch import ApiError
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter, LogRecordExporter
@@ -547,3 +549,114 @@ class TestBackPressure:
         assert results == [ExportResult.SUCCESS] * writers
         assert count == writers * per_writer
         assert rejected > 0, "the burst produced no 429: the test proved nothing"
+
+
+# --- bulk errors as a real Elasticsearch answers them ---------------------------------------------------------
+
+BULK_ERRORS = Path(__file__).parent / "fixtures" / "bulk_item_errors.json"
+"""Failed bulk ``create`` items (and refused bulk requests) recorded from Elasticsearch 8.19.21 by
+:func:`_provoke`; ``TestRecordedBulkErrors`` checks a live node still answers the same."""
+
+
+def _bulk_one(es, index: str, document: dict | None = None, **options) -> dict:
+    """One bulk ``create``: the item's ``status`` and ``error``, or the refused request's status and body."""
+    operations = [{"create": {"_index": index, "_id": "doc-1"}}, document or {"message": "x", "level": "error"}]
+    try:
+        answer = es.bulk(operations=operations, **options)
+    except ApiError as error:
+        return {"request_status": error.status_code, "body": error.body}
+    (item,) = answer["items"]
+    info = next(iter(item.values()))
+    return {"status": info["status"], "error": info.get("error")}
+
+
+def _overloaded_item(node) -> dict | None:
+    """Concurrent 500-document bulks into a 2-slot write queue until one item is refused with 429
+    ``es_rejected_execution_exception`` (per item, not the whole request); None after 60 s."""
+    found: list[dict] = []
+    stop = threading.Event()
+    operations = [{"index": {}}, {"message": "filler " * 20}] * 500
+
+    def push() -> None:
+        with client(node, max_retries=0) as es:
+            while not stop.is_set():
+                with contextlib.suppress(ApiError):
+                    for item in es.bulk(index="pressure", operations=operations)["items"]:
+                        info = item["index"]
+                        if (info.get("error") or {}).get("type") == "es_rejected_execution_exception":
+                            found.append({"status": info["status"], "error": info["error"]})
+                            stop.set()
+                            break
+
+    threads = [threading.Thread(target=push, daemon=True) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    stop.wait(60)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    return found[0] if found else None
+
+
+def _provoke(node) -> dict[str, dict]:
+    """Every failure of a bulk ``create`` the exporter must tell apart, provoked on ``node`` (a fresh one:
+    cluster settings are changed, then restored)."""
+    shapes: dict[str, dict] = {}
+    document = {"message": "x", "level": "error"}
+    with client(node) as admin:
+        setup_index(admin, "blk")
+        admin.index(index="blk", id="doc-1", document=document, refresh=True)
+        shapes["already_there"] = _bulk_one(admin, "blk")
+        for name, setting in [
+            ("flood_stage_block", "index.blocks.read_only_allow_delete"),
+            ("write_block", "index.blocks.write"),
+            ("read_only_block", "index.blocks.read_only"),
+        ]:
+            admin.indices.put_settings(index="blk", settings={setting: True})
+            shapes[name] = _bulk_one(admin, "blk")
+            admin.indices.put_settings(index="blk", settings={setting: None})
+        admin.indices.close(index="blk")
+        shapes["closed_index"] = _bulk_one(admin, "blk")
+        admin.indices.open(index="blk")
+        for name, setting in [
+            ("cluster_read_only_request", "cluster.blocks.read_only"),
+            ("cluster_flood_stage_request", "cluster.blocks.read_only_allow_delete"),
+        ]:
+            admin.cluster.put_settings(persistent={setting: True})
+            try:
+                shapes[name] = _bulk_one(admin, "blk")
+            finally:
+                admin.cluster.put_settings(persistent={setting: None})
+        admin.cluster.put_settings(persistent={"action.auto_create_index": "false"})
+        try:
+            shapes["missing_index_no_auto_create"] = _bulk_one(admin, "nowhere")
+        finally:
+            admin.cluster.put_settings(persistent={"action.auto_create_index": None})
+        admin.indices.create(index="typed", mappings={"properties": {"level": {"type": "long"}}})
+        shapes["mapping_conflict"] = _bulk_one(admin, "typed")
+        admin.indices.create(index="logs-000001", aliases={"logs-alias": {"is_write_index": True}})
+        admin.indices.put_settings(index="logs-alias", settings={"index.blocks.write": True})
+        shapes["write_block_behind_alias"] = _bulk_one(admin, "logs-alias")
+        admin.indices.put_settings(index="logs-alias", settings={"index.blocks.write": None})
+        admin.indices.create(index="logs-000002")
+        admin.indices.update_aliases(actions=[{"add": {"index": "logs-000002", "alias": "two-indices"}}])
+        admin.indices.update_aliases(actions=[{"add": {"index": "logs-000001", "alias": "two-indices"}}])
+        shapes["alias_without_write_index"] = _bulk_one(admin, "two-indices")
+        admin.indices.create(
+            index="unassigned",
+            settings={"index.routing.allocation.require._name": "no-such-node", "number_of_replicas": 0},
+            wait_for_active_shards=0,
+        )
+        shapes["unavailable_shards"] = _bulk_one(admin, "unassigned", timeout="1s")
+        admin.security.put_role(name="create-only", indices=[{"names": ["new-*"], "privileges": ["create_doc"]}])
+        admin.security.put_role(name="elsewhere", indices=[{"names": ["other"], "privileges": ["create_doc"]}])
+        admin.security.put_user(username="create-only", password="create-only-pw", roles=["create-only"])
+        admin.security.put_user(username="elsewhere", password="elsewhere-pw", roles=["elsewhere"])
+    with client(node, basic_auth=("create-only", "create-only-pw")) as writer:
+        shapes["missing_index_no_auto_configure"] = _bulk_one(writer, "new-logs")
+    with client(node, basic_auth=("elsewhere", "elsewhere-pw")) as writer:
+        shapes["no_privilege_on_index"] = _bulk_one(writer, "blk")
+    overloaded = _overloaded_item(node)
+    if overloaded is not None:
+        shapes["overloaded"] = overloaded
+    return shapes

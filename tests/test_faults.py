@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import secrets
@@ -63,6 +64,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.resources import Resource
 
 from otel_openreplay import configure
+from otel_openreplay.exporter import ElasticsearchLogExporter
 from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.template import setup_index
 from tests.apps import App
@@ -128,14 +130,26 @@ EXCEPTION_ATTRIBUTES = {
 
 class Stream:
     """Error records ``<service> record 000042`` logged at ``rate`` per second from a thread, exported by the
-    SDK's BatchLogRecordProcessor over OTLP/gRPC. Every ``exception_every``-th record (if set) carries an
-    exception, as a record logged with ``exc_info`` does."""
+    SDK's BatchLogRecordProcessor over OTLP/gRPC to ``grpc_endpoint`` (or by ``exporter``: the direct
+    Elasticsearch exporter). Every ``exception_every``-th record (if set) carries an exception, as a record
+    logged with ``exc_info`` does. With ``limit``, the thread stops after that many records."""
 
-    def __init__(self, grpc_endpoint: str, *, rate: float, exception_every: int = 0) -> None:
+    def __init__(
+        self,
+        grpc_endpoint: str | None,
+        *,
+        rate: float,
+        exception_every: int = 0,
+        exporter: LogRecordExporter | None = None,
+        limit: int | None = None,
+    ) -> None:
         self.service = f"faults-{secrets.token_hex(4)}"
         self.rate = rate
         self.exception_every = exception_every
-        self.exporter = AckingExporter(OTLPLogExporter(endpoint=grpc_endpoint, insecure=True))
+        self.limit = limit
+        if exporter is None:
+            exporter = OTLPLogExporter(endpoint=grpc_endpoint, insecure=True)
+        self.exporter = AckingExporter(exporter)
         self.provider = LoggerProvider(resource=Resource.create({"service.name": self.service}), shutdown_on_exit=False)
         self.provider.add_log_record_processor(BatchLogRecordProcessor(self.exporter, schedule_delay_millis=200))
         self.logger = self.provider.get_logger("shop.checkout")
@@ -145,7 +159,7 @@ class Stream:
 
     def _run(self) -> None:
         started = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and (self.limit is None or self.sent < self.limit):
             seq = self.sent
             attributes = EXCEPTION_ATTRIBUTES if self.exception_every and seq % self.exception_every == 0 else {}
             self.logger.emit(
@@ -162,6 +176,11 @@ class Stream:
     def start(self) -> Stream:
         self._thread.start()
         return self
+
+    def wait_done(self, timeout: float) -> None:
+        """Wait until the thread has logged its ``limit`` records."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the stream logged {self.sent} records in {timeout:.0f} s"
 
     def stop(self) -> None:
         """Stop logging and export everything still queued (returns when each batch succeeded or failed)."""
@@ -187,8 +206,8 @@ class Stream:
 
 
 @contextlib.contextmanager
-def streaming(grpc_endpoint: str, *, rate: float, exception_every: int = 0) -> Iterator[Stream]:
-    stream = Stream(grpc_endpoint, rate=rate, exception_every=exception_every)
+def streaming(grpc_endpoint: str | None, *, rate: float, **options: Any) -> Iterator[Stream]:
+    stream = Stream(grpc_endpoint, rate=rate, **options)
     try:
         yield stream.start()
     finally:
@@ -319,15 +338,19 @@ def report(fault: str, **figures: Any) -> dict[str, Any]:
     return line
 
 
-def counts(stream: Stream, docs: Sequence[Stored]) -> dict[str, int]:
-    """sent / acknowledged / found / duplicated / lost (acknowledged but not found)."""
+def counts(stream: Stream, docs: Sequence[Stored], *, acknowledging: bool = True) -> dict[str, int | None]:
+    """sent / acknowledged / found / duplicated / lost (acknowledged but not found).
+
+    ``acknowledging=False`` for an exporter whose success does not mean "stored or safely queued" (the
+    direct exporter answers FAILURE for records it keeps in its backlog): acknowledged is then None and
+    lost counts every sent record not found."""
     found = {doc.seq for doc in docs}
     return {
         "sent": stream.sent,
-        "acknowledged": len(stream.acked),
+        "acknowledged": len(stream.acked) if acknowledging else None,
         "found": len(found),
         "duplicated": duplicates(docs),
-        "lost": len(stream.acked - found),
+        "lost": len((stream.acked if acknowledging else set(range(stream.sent))) - found),
     }
 
 
@@ -547,6 +570,100 @@ def test_429_back_pressure_is_retried_and_loses_nothing(binary: Path, tmp_path: 
     assert retried > 0, "the collector never met a 429: the test proved nothing"
     assert figures["found"] == figures["sent"] == figures["acknowledged"]
     assert figures["duplicated"] == 0
+
+
+# --- an index block held for 20 s ---------------------------------------------------------------------------
+
+BLOCKS = {
+    # What the flood-stage disk watermark puts on an index: every write refused per item, 429 (8.x).
+    "flood-stage": "index.blocks.read_only_allow_delete",
+    # What an operator or a lifecycle step puts: every write refused per item, 403.
+    "write": "index.blocks.write",
+}
+"""Each index block the tests hold, by name, and the index setting that makes it."""
+
+BLOCK_RECORDS, BLOCK_RATE, BLOCK_HELD_S = 600, 20, 20
+"""600 error records over 30 s, the block held for 20 s in the middle."""
+
+BLOCK_WARNINGS = {"flood-stage": "read-only-allow-delete block", "write": "write block (index.blocks.write)"}
+"""What the direct exporter's one warning names, per block."""
+
+
+@contextlib.contextmanager
+def block_stream(path: str, node: es.ElasticsearchNode, index: str, request: pytest.FixtureRequest) -> Iterator[Stream]:
+    """A limited stream into ``index``: through the shipped collector config, or the direct exporter."""
+    options: dict[str, Any] = {"rate": BLOCK_RATE, "limit": BLOCK_RECORDS}
+    if path == "collector":
+        binary = request.getfixturevalue("binary")
+        with (
+            stack.Collector(env=es_env(node, index), binary=binary) as collector,
+            streaming(collector.grpc_endpoint, **options) as stream,
+        ):
+            yield stream
+    else:
+        exporter = ElasticsearchLogExporter(environ=es_env(node, index))
+        with streaming(None, exporter=exporter, **options) as stream:
+            yield stream
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("block", list(BLOCKS))
+@pytest.mark.parametrize("path", ["collector", "exporter"])
+def test_index_block_held_20s_loses_and_duplicates_nothing(
+    path: str, block: str, request: pytest.FixtureRequest, es_node: es.ElasticsearchNode, caplog: Any
+) -> None:
+    """600 error records over 30 s while the index carries a block for 20 s (set and lifted with the settings
+    API, as Elasticsearch and operators do), through the shipped collector config or the direct exporter:
+    nothing stored while blocked, then every record exactly once. The direct exporter logs one warning
+    naming the block, no rejection and no mapping advice, and one line when it writes again."""
+    setting = BLOCKS[block]
+    with contextlib.closing(es.client(es_node)) as admin:
+        index = new_index(admin, f"block-{path}")
+        with (
+            caplog.at_level(logging.INFO, logger="otel_openreplay.exporter"),
+            block_stream(path, es_node, index, request) as stream,
+        ):
+            wait_until("the first records", lambda: stored(admin, index, stream.service))
+            admin.indices.put_settings(index=index, settings={setting: True})
+            sent_at_block = stream.sent
+            time.sleep(1)  # a bulk request taken before the block was set may still be finishing
+            stored_at_block = len(stored(admin, index, stream.service))
+            time.sleep(BLOCK_HELD_S - 1)
+            stored_before_lift = len(stored(admin, index, stream.service))
+            admin.indices.put_settings(index=index, settings={setting: None})
+            sent_during_block = stream.sent - sent_at_block
+            stream.wait_done(timeout=120)
+            stream.stop()
+            # Found while the exporter still runs: written after the lift, not at shutdown.
+            docs = wait_for_records(admin, index, stream.service, set(range(stream.sent)))
+            figures = counts(stream, docs, acknowledging=path == "collector")
+    own = [r for r in caplog.records if r.name == "otel_openreplay.exporter"]
+    warnings = [r.getMessage() for r in own if r.levelno == logging.WARNING]
+    errors = [r.getMessage() for r in own if r.levelno >= logging.ERROR]
+    written_again = [r.getMessage() for r in own if r.levelno == logging.INFO and "written again" in r.getMessage()]
+    report(
+        f"index {block} block held {BLOCK_HELD_S} s ({path})",
+        **figures,
+        sent_during_block=sent_during_block,
+        stored_during_block=stored_before_lift - stored_at_block,
+        exporter_warnings=len(warnings),
+        exporter_errors=len(errors),
+    )
+    assert sent_during_block > 0
+    assert stored_before_lift == stored_at_block, "documents were stored while the index was blocked"
+    assert figures["found"] == figures["sent"] == BLOCK_RECORDS
+    assert figures["duplicated"] == 0
+    assert figures["lost"] == 0
+    if path == "collector":
+        assert figures["acknowledged"] == figures["sent"]
+        return
+    assert len(warnings) == 1, warnings
+    assert BLOCK_WARNINGS[block] in warnings[0]
+    assert "mapping" not in warnings[0].replace("no mapping change is needed", "")
+    assert not errors, errors
+    (again,) = written_again
+    assert re.search(r"written again, \d+ records kept during ", again), again
 
 
 # --- a document Elasticsearch rejects ----------------------------------------------------------------------
