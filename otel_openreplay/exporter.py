@@ -180,7 +180,7 @@ class ElasticsearchLogExporter(_BaseExporter):
         self._lock = threading.Lock()  # export, force_flush/shutdown and the retry timer run on different threads
         self._shutdown = False
         self._episode: str | None = None  # what keeps documents from Elasticsearch now (None: nothing)
-        self._episode_name = ""
+        self._episode_name = ""  # "the outage", "the block (index [logs] has a write block …)"
         self._episode_kept = 0  # records that went to the backlog during the episode
         self._episode_dropped = 0  # of those, dropped because the backlog was full
         self._timer: threading.Timer | None = None
@@ -251,7 +251,8 @@ class ElasticsearchLogExporter(_BaseExporter):
                 self._report(rejected)
                 return ExportResult.FAILURE
             if hold is not None:
-                self._trouble(pending, fresh, f"hold:{hold.kind}", hold.cause, hold.describe(), hold)
+                noun = "the block" if hold.is_block else "the outage"
+                self._trouble(pending, fresh, f"hold:{hold.kind}", f"{noun} ({hold.cause})", hold.describe(), hold)
                 self._report(rejected)
                 return ExportResult.FAILURE
         self._outage_backoff = self._initial_backoff
@@ -322,7 +323,7 @@ class ElasticsearchLogExporter(_BaseExporter):
             else:
                 _logger.warning(
                     "Elasticsearch at %s: %s; %d records kept to retry until it is over (at most %d, oldest "
-                    "dropped first), and the documents are fine: no mapping change is needed. To do: %s",
+                    "dropped first; the documents themselves are fine). To do: %s",
                     url,
                     text,
                     len(pending),
@@ -430,7 +431,7 @@ class ElasticsearchLogExporter(_BaseExporter):
         if self._backlog and not self.force_flush(timeout_millis):
             if self._episode is not None and self._episode.startswith("hold:"):
                 _logger.error(
-                    "Elasticsearch still not writable at shutdown (%s): %d records lost",
+                    "Elasticsearch still not writable at shutdown, %s: %d records lost",
                     self._episode_name,
                     len(self._backlog),
                 )

@@ -44,6 +44,7 @@ _HOLD_TYPES = frozenset(
 """Item error types that are the cluster's state, whatever status comes with them."""
 
 _NO_WRITE_INDEX = "no write index is defined for alias"
+_BLOCK_KINDS = frozenset({"flood-stage", "write-block", "read-only", "block"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Hold:
     cause: str
     detail: str
     advice: str
+
+    @property
+    def is_block(self) -> bool:
+        """Whether it is a block (index or cluster), rather than an overload, a privilege, …"""
+        return self.kind in _BLOCK_KINDS
 
     def describe(self) -> str:
         """``<cause> (<detail>)``, for a log line."""
