@@ -214,8 +214,10 @@ class ElasticsearchLogExporter(_BaseExporter):
             document = to_document(record, self.settings.min_severity_number, self.replay_url)
             if document is not None:
                 documents[document_id(record)] = document
-        pending = self._backlog  # taken only now: nothing above can lose it
-        self._backlog = {}
+        # The batch joins the backlog, which stays the backlog while it is written: a document leaves it
+        # only once stored (or rejected as a document error), so a flush or shutdown on another thread
+        # never sees it empty while documents are in flight.
+        pending = self._backlog
         fresh = len(documents.keys() - pending.keys())
         pending.update(documents)
         if not pending:
@@ -412,9 +414,13 @@ class ElasticsearchLogExporter(_BaseExporter):
             return not self._backlog
         token = _exporting.set(True)
         try:
-            with self._lock:
-                self._retry_at = 0.0
-                self._export((), timeout_millis / 1000)
+            # An export (or the retry timer) may be writing: wait for it, within the timeout.
+            if self._lock.acquire(timeout=max(0.0, timeout_millis / 1000)):
+                try:
+                    self._retry_at = 0.0
+                    self._export((), timeout_millis / 1000)
+                finally:
+                    self._lock.release()
         except Exception:  # never raise into the caller
             _logger.debug("flushing the Elasticsearch backlog failed", exc_info=True)
         finally:
@@ -428,6 +434,8 @@ class ElasticsearchLogExporter(_BaseExporter):
         """
         if self._shutdown:
             return
+        if self._timer is not None:
+            self._timer.cancel()
         if self._backlog and not self.force_flush(timeout_millis):
             if self._episode is not None and self._episode.startswith("hold:"):
                 _logger.error(

@@ -767,6 +767,7 @@ class _FakeBulk:
     def __init__(self) -> None:
         self.shape: dict | None = None
         self.request: dict | None = None
+        self.delay = 0.0  # seconds before each answer
         self.requests = 0
         self.items = 0
         fake = self
@@ -775,6 +776,7 @@ class _FakeBulk:
             def do_POST(self) -> None:
                 lines = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode().splitlines()
                 fake.requests += 1
+                time.sleep(fake.delay)
                 if fake.request is not None:
                     return self._answer(fake.request["request_status"], fake.request["body"])
                 items = []
@@ -924,6 +926,23 @@ class TestExporterDuringABlock:
         assert exporter.backlog == 0
         assert fake_bulk.items >= 8
         assert any("written again, 4 records kept" in m for m in _own_logs(caplog, logging.INFO))
+        exporter.shutdown()
+
+    def test_documents_in_flight_stay_in_the_backlog(self, fake_bulk):
+        """While the retry timer is writing the backlog, the documents still count as waiting, and a
+        flush (what shutdown does) waits for that write instead of seeing an empty backlog."""
+        exporter = self._exporter(fake_bulk, max_backoff=0.1)
+        fake_bulk.shape = _recorded("write_block")
+        exporter.export(_records(3))
+        fake_bulk.shape, fake_bulk.delay = None, 1.0
+        requests = fake_bulk.requests
+        deadline = time.monotonic() + 10
+        while fake_bulk.requests == requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # the timer's write has reached the server and waits for its answer
+        assert exporter.backlog == 3
+        assert exporter.force_flush(timeout_millis=10_000) is True
+        assert exporter.backlog == 0
+        assert fake_bulk.items == 6
         exporter.shutdown()
 
     def test_backlog_bound_during_a_block(self, fake_bulk, caplog):

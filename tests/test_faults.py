@@ -10,6 +10,9 @@ lines into a table) and asserts on the counts:
   pairs (a record indexed after a newer one, which OpenReplay ≤ 1.20's poller can skip) are counted;
 - the collector SIGKILLed mid-stream and restarted (persistent queue): no acknowledged record lost;
 - Elasticsearch answering 429 (2-slot write queue under concurrent bulk pressure): retried, nothing lost;
+- an index block held 20 s (the flood-stage ``read_only_allow_delete``, per item 429; ``index.blocks.write``,
+  per item 403), through the collector AND through the direct Python exporter: nothing stored while
+  blocked, then every record once; the direct exporter warns once, naming the block (``slow``);
 - a document Elasticsearch rejects (mapping conflict): reported in the collector's log with its reason,
   the rest arrive;
 - a two-node cluster with one node killed mid-stream: nothing lost (the exporter lists both nodes);
@@ -18,16 +21,19 @@ lines into a table) and asserts on the counts:
   request answered.
 
 "Acknowledged" means the OTLP export that carried the record returned success: the collector persisted it
-in its queue (fsync) before answering. Timing figures are reported, never asserted (the machine may be
-shared), except as a guard against the app blocking on export.
+in its queue (fsync) before answering. The direct exporter has no such answer (it returns FAILURE for the
+records it keeps in its backlog), so for it acknowledged is None and lost is every sent record not found.
+Timing figures are reported, never asserted (the machine may be shared), except as a guard against the app
+blocking on export.
 
-All are ``e2e``; together they take about 5 minutes, so CI runs them. Only the FastAPI (uvicorn) run of the
-header test is also ``slow`` (it repeats the Flask run's 10,000 requests against an ASGI server): run it
-with ``pytest -m slow tests/test_faults.py`` or ``benchmarks/faults.py``.
+All are ``e2e``, and CI runs them all (about 9 minutes). The FastAPI (uvicorn) run of the header test (it
+repeats the Flask run's 10,000 requests against an ASGI server) and the four block tests (about 45 s each)
+are also ``slow``, so they can be left out locally: run them with ``pytest -m slow tests/test_faults.py`` or
+``benchmarks/faults.py``.
 
 It must never stop, kill or reconfigure the shared ``es_node`` (the tests that stop or kill Elasticsearch
-start their own nodes), never signal a process it did not start, and never read another test's documents:
-each test writes its own index or its own ``service.name``.
+start their own nodes; the block tests block only their own index), never signal a process it did not
+start, and never read another test's documents: each test writes its own index or its own ``service.name``.
 """
 
 from __future__ import annotations
