@@ -131,6 +131,13 @@ def _hold(status: int, kind: str, reason: str, index: str) -> Hold:
             detail,
             f"create it with `otel-openreplay es setup --index {index}`",
         )
+    if kind == "security_exception" and "auto_create" in reason:
+        return Hold(
+            "missing",
+            f"index [{index}] does not exist and the writer may not create it (no auto_configure)",
+            detail,
+            f"create it with `otel-openreplay es setup --index {index}`, or give the writer auto_configure",
+        )
     if kind == "security_exception" or status in (401, 403):
         return Hold(
             "privilege",

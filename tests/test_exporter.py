@@ -674,7 +674,7 @@ ITEM_KINDS = {
     "read_only_block": "read-only",
     "closed_index": "closed",
     "missing_index_no_auto_create": "missing",
-    "missing_index_no_auto_configure": "privilege",
+    "missing_index_no_auto_configure": "missing",
     "no_privilege_on_index": "privilege",
     "alias_without_write_index": "no-write-index",
     "unavailable_shards": "unavailable",
@@ -728,6 +728,12 @@ class TestBulkErrorClassification:
         assert 'PUT logs/_settings {"index.blocks.write": null}' in hold.advice
         assert "index [logs-000001] blocked by" in hold.detail  # Elasticsearch names the index behind the alias
         assert "who set it" in hold.advice
+
+    def test_missing_index_advice(self):
+        """A missing index the writer may not create (no auto_configure): create it, or grant auto_configure."""
+        hold = _classify(_recorded("missing_index_no_auto_configure"))
+        assert "does not exist and the writer may not create it" in hold.cause
+        assert "otel-openreplay es setup --index logs" in hold.advice
 
     def test_cluster_wide_block_advice(self):
         """A cluster-wide block is lifted with the cluster settings API, not the index's."""
@@ -990,3 +996,43 @@ class TestRecordedBulkErrors:
             else:
                 assert (now["status"], now["error"]["type"]) == (shape["status"], shape["error"]["type"]), name
             assert _classify(now) == _classify(shape) or _classify(now).kind == _classify(shape).kind, name
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+class TestBlocksOnEveryServer:
+    """On every supported server (8.19.21, 8.0.0, 7.17.29) both index blocks keep the records, not reject them."""
+
+    @pytest.mark.parametrize(
+        ("setting", "named"),
+        [
+            ("index.blocks.read_only_allow_delete", "read-only-allow-delete block"),
+            ("index.blocks.write", "write block"),
+        ],
+        ids=["flood-stage", "write"],
+    )
+    def test_block_kept_then_written(self, es_server, setting, named, caplog):
+        """Blocked: FAILURE, the record kept, a warning naming the block, no rejection; lifted: written once."""
+        index = _index_name("blocked")
+        with client(es_server) as admin:
+            setup_index(admin, index)
+            admin.indices.put_settings(index=index, settings={setting: True})
+            exporter = ElasticsearchLogExporter(
+                es_server.url,
+                user=es_server.user,
+                password=es_server.password,
+                index=index,
+                max_retries=1,  # the helper's 429 retries: one is enough to show they do not decide
+                environ={},
+            )
+            with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
+                assert exporter.export(_records(2)) == ExportResult.FAILURE
+                assert exporter.backlog == 2
+                admin.indices.put_settings(index=index, settings={setting: None})
+                assert exporter.force_flush() is True
+            admin.indices.refresh(index=index)
+            assert admin.count(index=index)["count"] == 2
+        (warning,) = _own_logs(caplog, logging.WARNING)
+        assert named in warning, warning
+        assert _own_logs(caplog, logging.ERROR) == []
+        exporter.shutdown()
