@@ -360,7 +360,10 @@ class ElasticsearchLogExporter(_BaseExporter):
         self._timer = threading.Timer(max(0.0, self._retry_at - time.monotonic()), self._retry_backlog)
         self._timer.daemon = True
         self._timer.name = "otel-openreplay-es-retry"
-        self._timer.start()
+        try:
+            self._timer.start()
+        except RuntimeError:  # no thread to be had (interpreter exiting): the next export retries instead
+            _logger.debug("could not start the Elasticsearch retry timer", exc_info=True)
 
     def _retry_backlog(self) -> None:
         """The retry timer: write the backlog unless an export is running (it does that itself)."""
