@@ -115,11 +115,13 @@ class ElasticsearchLogExporter(_BaseExporter):
         url, api_key, user, password, ca_certs, index, min_severity_number: connection settings,
             overriding ``OPENREPLAY_ES_URL`` … ``OPENREPLAY_MIN_SEVERITY_NUMBER``.
         client: an Elasticsearch client to use instead of making one (it is not closed on shutdown).
-        max_retries, initial_backoff, max_backoff: the bulk helper's 429/5xx retries (seconds).
+        max_retries, initial_backoff, max_backoff: the bulk helper's 429/5xx retries (seconds);
+            ``max_backoff`` is also the longest wait between attempts while Elasticsearch cannot write.
         deadline: total seconds one export may keep retrying after connection errors.
         request_timeout: seconds one request may take.
         chunk_size: documents per bulk request.
-        backlog_size: documents kept in memory while Elasticsearch is unreachable (oldest dropped).
+        backlog_size: documents kept in memory while Elasticsearch cannot take them (an outage, a
+            block; oldest dropped).
         replay_url: OpenReplay dashboard URL with the project id (``OTEL_OPENREPLAY_REPLAY_URL``): each
             document gets ``openReplaySession.url`` built from it. Unset, a valid link the record
             already carries (from the log processor) is kept.
