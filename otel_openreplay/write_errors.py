@@ -1,16 +1,16 @@
 """Which Elasticsearch write errors are a document's fault, and which are the cluster's state of the moment.
 
 A bulk ``create`` can fail for one document (its fields do not fit the index mapping: a 400 such as
-``document_parsing_exception``), or because Elasticsearch will not take ANY document right now: an index
-block (the flood-stage disk watermark puts ``index.blocks.read_only_allow_delete``, answered per item
-429 ``cluster_block_exception`` by 8.x and 403 by 7.x; an operator or a lifecycle step puts
-``index.blocks.write``, per item 403), back-pressure (429 ``es_rejected_execution_exception``,
-``circuit_breaking_exception``), shards not available (503 ``unavailable_shards_exception``, any 5xx), a
-closed index, a missing index that may not be created, a writer lacking a privilege (403
-``security_exception``), or an alias with no write index. Only the first kind is a rejection: sending
-the same document again can never work, and the fix is the mapping. Every other kind is a :class:`Hold`:
-the document is fine and will be written once the cause is gone, so the exporter keeps it like an
-outage.
+``document_parsing_exception``), or because Elasticsearch will not take ANY document right now: an
+index block (the flood-stage disk watermark puts ``index.blocks.read_only_allow_delete``, answered per
+item 429 ``cluster_block_exception`` by 7.17, 8.0 and 8.19 alike; an operator or a lifecycle step puts
+``index.blocks.write``, per item 403; a block is known by its type whatever the status), back-pressure
+(429 ``es_rejected_execution_exception``, ``circuit_breaking_exception``), shards not available (503
+``unavailable_shards_exception``, any 5xx), a closed index, a missing index that may not be created, a
+writer lacking a privilege (403 ``security_exception``), or an alias with no write index. Only the
+first kind is a rejection: sending the same document again can never work, and the fix is the mapping.
+Every other kind is a :class:`Hold`: the document is fine and will be written once the cause is gone,
+so the exporter keeps it like an outage.
 
 The shapes classified here were recorded from a real Elasticsearch 8.19.21 (``tests/fixtures/
 bulk_item_errors.json``, kept honest by ``tests/test_exporter.py`` against a live node).
