@@ -12,6 +12,10 @@ then writes ``benchmarks/results/faults.json`` with the machine, the load averag
     .venv/bin/python benchmarks/faults.py                 # every fault test, slow ones included (~6 min)
     .venv/bin/python benchmarks/faults.py -m "e2e and not slow"   # only those CI runs
     .venv/bin/python benchmarks/faults.py -k sigkill      # extra arguments go to pytest
+    .venv/bin/python benchmarks/faults.py -m "e2e and slow" -k block --merge   # re-run some, keep the others
+
+``--merge`` replaces, in the existing results file, the rows of the tests that ran and keeps every other
+row as it was, each marked with the date of the run that measured it (``from_run``).
 
 What it must never do: change what the tests assert or hide a failure (its exit status is pytest's); write
 anything but its results file; run on a busy machine without saying so (it waits for the load average to
@@ -110,12 +114,29 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def merged(earlier: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The earlier run's rows, each replaced by this run's row of the same test (new tests appended);
+    rows kept from the earlier run say when they were measured (``from_run``)."""
+    fresh = {row["test"]: row for row in rows}
+    date = earlier.get("machine", {}).get("date", "?")
+    result = []
+    for row in earlier.get("faults", []):
+        if row.get("test") in fresh:
+            result.append(fresh.pop(row["test"]))
+        else:
+            result.append({**row, "from_run": row.get("from_run", date)})
+    return result + list(fresh.values())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", dest="markers", default="e2e", help='pytest marker expression (default "e2e")')
     parser.add_argument("--max-load", type=float, default=1.5, help="wait until the load average is at most this")
     parser.add_argument("--patience", type=float, default=1800, help="seconds to wait for a quiet machine")
     parser.add_argument("--output", type=Path, default=RESULTS / "faults.json", help="where the JSON goes")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other tests' rows of the existing results file (their date kept)"
+    )
     args, extra = parser.parse_known_args(argv)
     load = wait_for_quiet(args.max_load, args.patience, who="faults")
     started = time.monotonic()
@@ -130,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, outcome in per_test.items():
         if name not in reported and name.startswith("test_") and "judge" not in name:
             rows.append({"fault": name, "test": name, **outcome})  # failed before its summary line
+    if args.merge and args.output.is_file():
+        rows = merged(json.loads(args.output.read_text()), rows)
     print()
     print_table(rows)
     result = {

@@ -14,8 +14,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
+from elasticsearch import ApiError
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter, LogRecordExporter
@@ -28,6 +30,7 @@ from otel_openreplay.keys import role_descriptors
 from otel_openreplay.layout import document_id, to_document
 from otel_openreplay.settings import SettingsError
 from otel_openreplay.template import setup_index
+from otel_openreplay.write_errors import Hold, classify_item, classify_request
 from tests.conftest import otel_logging_handler
 from tests.fixtures.documents.golden import cases, sdk_record
 from tests.stack.es import ElasticsearchNode, client
@@ -227,7 +230,7 @@ class TestExporterUnit:
         exporter = ElasticsearchLogExporter(unreachable_url(), deadline=0.0, environ={})
         inner: list[object] = []
 
-        def write(pending, rejected):
+        def write(pending, rejected, retries):
             inner.append(exporter.export([sdk_record(cases()[0].record)]))
             pending.clear()
 
@@ -240,7 +243,7 @@ class TestExporterUnit:
         """Any exception while writing becomes FAILURE and a log line; the records stay in the backlog."""
         exporter = ElasticsearchLogExporter(unreachable_url(), environ={})
 
-        def boom(pending, rejected):
+        def boom(pending, rejected, retries):
             raise RuntimeError("surprise")
 
         monkeypatch.setattr(exporter, "_write", boom)
@@ -462,9 +465,9 @@ class TestExporterAgainstElasticsearch:
         writes: list[int] = []
         original_write = exporter._write
 
-        def counting_write(pending, rejected):
+        def counting_write(pending, rejected, retries):
             writes.append(len(pending))
-            original_write(pending, rejected)
+            return original_write(pending, rejected, retries)
 
         exporter._write = counting_write  # type: ignore[method-assign]
         provider = LoggerProvider(resource=Resource({"service.name": "shop"}), shutdown_on_exit=False)
@@ -548,3 +551,491 @@ class TestBackPressure:
         assert results == [ExportResult.SUCCESS] * writers
         assert count == writers * per_writer
         assert rejected > 0, "the burst produced no 429: the test proved nothing"
+
+
+# --- bulk errors as a real Elasticsearch answers them ---------------------------------------------------------
+
+BULK_ERRORS = Path(__file__).parent / "fixtures" / "bulk_item_errors.json"
+"""Failed bulk ``create`` items (and refused bulk requests) recorded from Elasticsearch 8.19.21 by
+:func:`_provoke`; ``TestRecordedBulkErrors`` checks a live node still answers the same."""
+
+
+def _bulk_one(es, index: str, document: dict | None = None, **options) -> dict:
+    """One bulk ``create``: the item's ``status`` and ``error``, or the refused request's status and body."""
+    operations = [{"create": {"_index": index, "_id": "doc-1"}}, document or {"message": "x", "level": "error"}]
+    try:
+        answer = es.bulk(operations=operations, **options)
+    except ApiError as error:
+        return {"request_status": error.status_code, "body": error.body}
+    (item,) = answer["items"]
+    info = next(iter(item.values()))
+    return {"status": info["status"], "error": info.get("error")}
+
+
+def _overloaded_item(node) -> dict | None:
+    """Concurrent 500-document bulks into a 2-slot write queue until one item is refused with 429
+    ``es_rejected_execution_exception`` (per item, not the whole request); None after 60 s."""
+    found: list[dict] = []
+    stop = threading.Event()
+    operations = [{"index": {}}, {"message": "filler " * 20}] * 500
+
+    def push() -> None:
+        with client(node, max_retries=0) as es:
+            while not stop.is_set():
+                with contextlib.suppress(ApiError):
+                    for item in es.bulk(index="pressure", operations=operations)["items"]:
+                        info = item["index"]
+                        if (info.get("error") or {}).get("type") == "es_rejected_execution_exception":
+                            found.append({"status": info["status"], "error": info["error"]})
+                            stop.set()
+                            break
+
+    threads = [threading.Thread(target=push, daemon=True) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    stop.wait(60)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    return found[0] if found else None
+
+
+def _provoke(node) -> dict[str, dict]:
+    """Every failure of a bulk ``create`` the exporter must tell apart, provoked on ``node`` (a fresh one:
+    cluster settings are changed, then restored)."""
+    shapes: dict[str, dict] = {}
+    document = {"message": "x", "level": "error"}
+    with client(node) as admin:
+        setup_index(admin, "blk")
+        admin.index(index="blk", id="doc-1", document=document, refresh=True)
+        shapes["already_there"] = _bulk_one(admin, "blk")
+        for name, setting in [
+            ("flood_stage_block", "index.blocks.read_only_allow_delete"),
+            ("write_block", "index.blocks.write"),
+            ("read_only_block", "index.blocks.read_only"),
+        ]:
+            admin.indices.put_settings(index="blk", settings={setting: True})
+            shapes[name] = _bulk_one(admin, "blk")
+            admin.indices.put_settings(index="blk", settings={setting: None})
+        admin.indices.close(index="blk")
+        shapes["closed_index"] = _bulk_one(admin, "blk")
+        admin.indices.open(index="blk")
+        for name, setting in [
+            ("cluster_read_only_request", "cluster.blocks.read_only"),
+            ("cluster_flood_stage_request", "cluster.blocks.read_only_allow_delete"),
+        ]:
+            admin.cluster.put_settings(persistent={setting: True})
+            try:
+                shapes[name] = _bulk_one(admin, "blk")
+            finally:
+                admin.cluster.put_settings(persistent={setting: None})
+        admin.cluster.put_settings(persistent={"action.auto_create_index": "false"})
+        try:
+            shapes["missing_index_no_auto_create"] = _bulk_one(admin, "nowhere")
+        finally:
+            admin.cluster.put_settings(persistent={"action.auto_create_index": None})
+        admin.indices.create(index="typed", mappings={"properties": {"level": {"type": "long"}}})
+        shapes["mapping_conflict"] = _bulk_one(admin, "typed")
+        admin.indices.create(index="logs-000001", aliases={"logs-alias": {"is_write_index": True}})
+        admin.indices.put_settings(index="logs-alias", settings={"index.blocks.write": True})
+        shapes["write_block_behind_alias"] = _bulk_one(admin, "logs-alias")
+        admin.indices.put_settings(index="logs-alias", settings={"index.blocks.write": None})
+        admin.indices.create(index="logs-000002")
+        admin.indices.update_aliases(actions=[{"add": {"index": "logs-000002", "alias": "two-indices"}}])
+        admin.indices.update_aliases(actions=[{"add": {"index": "logs-000001", "alias": "two-indices"}}])
+        shapes["alias_without_write_index"] = _bulk_one(admin, "two-indices")
+        admin.indices.create(
+            index="unassigned",
+            settings={"index.routing.allocation.require._name": "no-such-node", "number_of_replicas": 0},
+            wait_for_active_shards=0,
+        )
+        shapes["unavailable_shards"] = _bulk_one(admin, "unassigned", timeout="1s")
+        admin.security.put_role(name="create-only", indices=[{"names": ["new-*"], "privileges": ["create_doc"]}])
+        admin.security.put_role(name="elsewhere", indices=[{"names": ["other"], "privileges": ["create_doc"]}])
+        admin.security.put_user(username="create-only", password="create-only-pw", roles=["create-only"])
+        admin.security.put_user(username="elsewhere", password="elsewhere-pw", roles=["elsewhere"])
+    with client(node, basic_auth=("create-only", "create-only-pw")) as writer:
+        shapes["missing_index_no_auto_configure"] = _bulk_one(writer, "new-logs")
+    with client(node, basic_auth=("elsewhere", "elsewhere-pw")) as writer:
+        shapes["no_privilege_on_index"] = _bulk_one(writer, "blk")
+    overloaded = _overloaded_item(node)
+    if overloaded is not None:
+        shapes["overloaded"] = overloaded
+    return shapes
+
+
+def _recorded(name: str) -> dict:
+    return json.loads(BULK_ERRORS.read_text())["shapes"][name]
+
+
+ITEM_KINDS = {
+    "flood_stage_block": "flood-stage",
+    "write_block": "write-block",
+    "write_block_behind_alias": "write-block",
+    "read_only_block": "read-only",
+    "closed_index": "closed",
+    "missing_index_no_auto_create": "missing",
+    "missing_index_no_auto_configure": "missing",
+    "no_privilege_on_index": "privilege",
+    "alias_without_write_index": "no-write-index",
+    "unavailable_shards": "unavailable",
+    "overloaded": "overload",
+    "mapping_conflict": None,  # the only document error: a rejection
+}
+"""Each recorded item failure and what the exporter must make of it (a hold's kind, or None: rejected)."""
+
+REQUEST_KINDS = {"cluster_read_only_request": "read-only", "cluster_flood_stage_request": "flood-stage"}
+"""Each recorded refusal of a whole bulk request that is a block."""
+
+
+def _classify(shape: dict, index: str = "logs") -> Hold | None:
+    if "request_status" in shape:
+        return classify_request(shape["request_status"], shape["body"], index)
+    return classify_item(shape["status"], shape["error"], index)
+
+
+class TestBulkErrorClassification:
+    """Which bulk failures are a document's fault (rejected) and which the cluster's state (kept)."""
+
+    @pytest.mark.parametrize(("name", "kind"), sorted({**ITEM_KINDS, **REQUEST_KINDS}.items()))
+    def test_recorded_shapes(self, name, kind):
+        """Each failure recorded from a real server is classified as the exporter must treat it."""
+        hold = _classify(_recorded(name))
+        assert (hold.kind if hold else None) == kind
+
+    def test_every_recorded_failure_is_covered(self):
+        """The table above names every recorded failure but the 409 (stored already: a success)."""
+        assert set(json.loads(BULK_ERRORS.read_text())["shapes"]) == {*ITEM_KINDS, *REQUEST_KINDS, "already_there"}
+
+    @pytest.mark.parametrize("name", sorted({**ITEM_KINDS, **REQUEST_KINDS}.keys() - {"mapping_conflict"}))
+    def test_no_hold_advises_a_mapping_fix(self, name):
+        """Whatever keeps documents out, the advice never points at the mapping."""
+        hold = _classify(_recorded(name))
+        assert hold is not None
+        assert "mapping" not in f"{hold.cause} {hold.advice}"
+
+    def test_flood_stage_advice(self):
+        """The flood-stage block: free disk; Elasticsearch >= 7.4 lifts it itself below the high watermark."""
+        hold = _classify(_recorded("flood_stage_block"))
+        assert hold.cause == "index [logs] has a read-only-allow-delete block (the flood-stage disk watermark)"
+        assert "free disk space" in hold.advice
+        assert ">= 7.4 lifts the block itself" in hold.advice
+        assert "high watermark" in hold.advice
+        assert "HTTP 429 cluster_block_exception" in hold.detail
+
+    def test_write_block_advice_names_the_configured_index_or_alias(self):
+        """The write block: who set it, and the settings call on the index (or alias) the exporter writes."""
+        hold = _classify(_recorded("write_block_behind_alias"), index="logs")
+        assert 'PUT logs/_settings {"index.blocks.write": null}' in hold.advice
+        assert "index [logs-000001] blocked by" in hold.detail  # Elasticsearch names the index behind the alias
+        assert "who set it" in hold.advice
+
+    def test_missing_index_advice(self):
+        """A missing index the writer may not create (no auto_configure): create it, or grant auto_configure."""
+        hold = _classify(_recorded("missing_index_no_auto_configure"))
+        assert "does not exist and the writer may not create it" in hold.cause
+        assert "otel-openreplay es setup --index logs" in hold.advice
+
+    def test_cluster_wide_block_advice(self):
+        """A cluster-wide block is lifted with the cluster settings API, not the index's."""
+        hold = _classify(_recorded("cluster_flood_stage_request"))
+        assert '"cluster.blocks.read_only_allow_delete": null' in hold.advice
+        assert "cluster-wide" in hold.cause
+
+    def test_a_security_refusal_of_the_whole_request_is_not_a_block(self):
+        """A 403 for the whole request that is not a block (a key refused) stays an outage (None here)."""
+        body = {"error": {"type": "security_exception", "reason": "action [indices:data/write/bulk] is unauthorized"}}
+        assert classify_request(403, body, "logs") is None
+
+    @pytest.mark.parametrize(
+        ("status", "error", "kept"),
+        [
+            (500, "text, not a mapping", True),
+            (502, None, True),
+            (429, {}, True),
+            (404, {"type": "something_new"}, True),
+            (408, [1, 2], True),
+            (400, None, False),
+            (400, {"type": "mapper_parsing_exception", "reason": "failed to parse"}, False),
+            (413, {"type": "something_new"}, False),
+            (0, {"unexpected": "shape"}, False),
+        ],
+    )
+    def test_unknown_shapes_by_status(self, status, error, kept):
+        """Shapes not seen before never raise: classified by the status (4xx about the document: rejected)."""
+        assert (classify_item(status, error, "logs") is not None) is kept
+
+
+class _FakeBulk:
+    """A loopback server answering ``_bulk`` like Elasticsearch: each item ``created``, or failed with
+    ``shape`` (a recorded item failure) while it is set; or the whole request with ``request`` (a recorded
+    refused request). Counts requests and items."""
+
+    def __init__(self) -> None:
+        self.shape: dict | None = None
+        self.request: dict | None = None
+        self.delay = 0.0  # seconds before each answer
+        self.requests = 0
+        self.items = 0
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                lines = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode().splitlines()
+                fake.requests += 1
+                time.sleep(fake.delay)
+                if fake.request is not None:
+                    return self._answer(fake.request["request_status"], fake.request["body"])
+                items = []
+                for line in lines[::2]:
+                    action = json.loads(line)["create"]
+                    fake.items += 1
+                    if fake.shape is None:
+                        items.append({"create": {**action, "result": "created", "status": 201}})
+                    else:
+                        items.append({"create": {**action, **fake.shape}})
+                self._answer(200, {"took": 1, "errors": fake.shape is not None, "items": items})
+
+            do_PUT = do_POST
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Elastic-Product", "Elasticsearch")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_bulk() -> Iterator[_FakeBulk]:
+    fake = _FakeBulk()
+    yield fake
+    fake.close()
+
+
+def _records(count: int, start: int = 0) -> list:
+    template = cases()[0].record
+    return [sdk_record({**template, "time_unix_nano": template["time_unix_nano"] + start + n}) for n in range(count)]
+
+
+def _own_logs(caplog, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "otel_openreplay.exporter" and r.levelno == level]
+
+
+class TestExporterDuringABlock:
+    """A block (or any other state of the cluster) keeps documents like an outage; only documents' own
+    errors are rejected. Against a loopback server answering with the failures recorded from a real one."""
+
+    def _exporter(self, fake: _FakeBulk, **options) -> ElasticsearchLogExporter:
+        defaults = {"deadline": 0.0, "max_retries": 0, "initial_backoff": 0.01, "max_backoff": 30.0}
+        return ElasticsearchLogExporter(fake.url, environ={}, **{**defaults, **options})
+
+    @pytest.mark.parametrize("name", ["flood_stage_block", "write_block"])
+    def test_block_keeps_the_documents_warns_once_and_says_when_written_again(self, fake_bulk, caplog, name):
+        """Blocked: FAILURE, every document kept, ONE warning naming the block, no error, no mapping advice;
+        later exports while blocked add no warning; after the lift, everything kept is written and one
+        line says so."""
+        exporter = self._exporter(fake_bulk)
+        fake_bulk.shape = _recorded(name)
+        with caplog.at_level(logging.DEBUG, logger="otel_openreplay.exporter"):
+            assert exporter.export(_records(3)) == ExportResult.FAILURE
+            exporter._retry_at = 0.0  # the backoff over
+            assert exporter.export(_records(2, start=100)) == ExportResult.FAILURE
+            assert exporter.backlog == 5
+            fake_bulk.shape = None  # lifted
+            exporter._retry_at = 0.0
+            assert exporter.export(_records(1, start=200)) == ExportResult.SUCCESS
+        assert exporter.backlog == 0
+        assert fake_bulk.items == 3 + 5 + 6
+        (warning,) = _own_logs(caplog, logging.WARNING)
+        assert ("read-only-allow-delete block" if name == "flood_stage_block" else "write block") in warning
+        assert "3 records kept to retry until it is over" in warning
+        assert "the documents themselves are fine" in warning
+        assert "mapping" not in warning
+        assert _own_logs(caplog, logging.ERROR) == []
+        assert [m for m in _own_logs(caplog, logging.INFO) if "written again" in m] == [
+            f"Elasticsearch at {fake_bulk.url}: written again, 5 records kept during the block "
+            f"({_classify(_recorded(name)).cause})"
+        ]
+        exporter.shutdown()
+
+    def test_the_helpers_retries_are_spent_once_per_episode(self, fake_bulk):
+        """The first export meeting a 429 block lets the bulk helper retry (it cannot tell a block from
+        back-pressure); later attempts in the same episode send one request each."""
+        exporter = self._exporter(fake_bulk, max_retries=2)
+        fake_bulk.shape = _recorded("flood_stage_block")
+        exporter.export(_records(1))
+        assert fake_bulk.requests == 3  # one + two retries
+        exporter._retry_at = 0.0
+        exporter.export(_records(1, start=10))
+        assert fake_bulk.requests == 4
+        exporter.shutdown(timeout_millis=0)
+
+    def test_bulk_requests_stop_at_the_first_blocked_chunk(self, fake_bulk):
+        """A backlog of many chunks meeting a block costs one request, not one per chunk."""
+        exporter = self._exporter(fake_bulk, chunk_size=2)
+        fake_bulk.shape = _recorded("write_block")
+        assert exporter.export(_records(7)) == ExportResult.FAILURE
+        assert (fake_bulk.requests, fake_bulk.items, exporter.backlog) == (1, 2, 7)
+        exporter.shutdown(timeout_millis=0)
+
+    def test_a_mapping_conflict_is_still_rejected(self, fake_bulk, caplog):
+        """A document error is reported with the mapping advice and not kept."""
+        exporter = self._exporter(fake_bulk)
+        fake_bulk.shape = _recorded("mapping_conflict")
+        with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
+            assert exporter.export(_records(6)) == ExportResult.FAILURE
+        assert exporter.backlog == 0
+        errors = _own_logs(caplog, logging.ERROR)
+        assert len(errors) == 6
+        assert "document_parsing_exception" in errors[0]
+        assert "check the mapping" in errors[-1]
+        assert _own_logs(caplog, logging.WARNING) == []
+        exporter.shutdown()
+
+    def test_cluster_wide_block_refusing_the_request_is_kept_at_once(self, fake_bulk, caplog):
+        """A whole request refused by a cluster-wide block: kept without waiting out the deadline, named."""
+        exporter = self._exporter(fake_bulk, deadline=30.0)
+        fake_bulk.request = _recorded("cluster_read_only_request")
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
+            assert exporter.export(_records(2)) == ExportResult.FAILURE
+        assert time.monotonic() - started < 10  # not the 30 s deadline
+        assert (fake_bulk.requests, exporter.backlog) == (1, 2)
+        (warning,) = _own_logs(caplog, logging.WARNING)
+        assert "the cluster is read-only" in warning
+        assert '"cluster.blocks.read_only": null' in warning
+        exporter.shutdown(timeout_millis=0)
+
+    def test_the_backlog_is_retried_without_a_new_record(self, fake_bulk, caplog):
+        """After the block lifts the backlog is written when the backoff ends, even if nothing is exported."""
+        exporter = self._exporter(fake_bulk, max_backoff=0.2)
+        fake_bulk.shape = _recorded("flood_stage_block")
+        with caplog.at_level(logging.INFO, logger="otel_openreplay.exporter"):
+            assert exporter.export(_records(4)) == ExportResult.FAILURE
+            fake_bulk.shape = None
+            deadline = time.monotonic() + 10
+            while exporter.backlog and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert exporter.backlog == 0
+        assert fake_bulk.items >= 8
+        assert any("written again, 4 records kept" in m for m in _own_logs(caplog, logging.INFO))
+        exporter.shutdown()
+
+    def test_documents_in_flight_stay_in_the_backlog(self, fake_bulk):
+        """While the retry timer is writing the backlog, the documents still count as waiting, and a
+        flush (what shutdown does) waits for that write instead of seeing an empty backlog."""
+        exporter = self._exporter(fake_bulk, max_backoff=0.1)
+        fake_bulk.shape = _recorded("write_block")
+        exporter.export(_records(3))
+        fake_bulk.shape, fake_bulk.delay = None, 1.0
+        requests = fake_bulk.requests
+        deadline = time.monotonic() + 10
+        while fake_bulk.requests == requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # the timer's write has reached the server and waits for its answer
+        assert exporter.backlog == 3
+        assert exporter.force_flush(timeout_millis=10_000) is True
+        assert exporter.backlog == 0
+        assert fake_bulk.items == 6
+        exporter.shutdown()
+
+    def test_backlog_bound_during_a_block(self, fake_bulk, caplog):
+        """A block longer than the backlog holds: the oldest are dropped and counted, also when written again."""
+        exporter = self._exporter(fake_bulk, backlog_size=2)
+        fake_bulk.shape = _recorded("write_block")
+        with caplog.at_level(logging.INFO, logger="otel_openreplay.exporter"):
+            exporter.export(_records(3))
+            assert exporter.backlog == 2
+            fake_bulk.shape = None
+            exporter._retry_at = 0.0
+            assert exporter.export([]) == ExportResult.SUCCESS
+        assert "backlog full (2 documents): 1 oldest records lost" in caplog.text
+        assert "written again, 3 records kept during the block (index [logs] has a write block" in caplog.text
+        assert "(1 of them dropped: backlog full)" in caplog.text
+        exporter.shutdown()
+
+    def test_shutdown_during_a_block_names_it(self, fake_bulk, caplog):
+        """Still blocked at shutdown: the records lost are counted with the block named."""
+        exporter = self._exporter(fake_bulk)
+        fake_bulk.shape = _recorded("write_block")
+        exporter.export(_records(2))
+        with caplog.at_level(logging.ERROR, logger="otel_openreplay.exporter"):
+            exporter.shutdown(timeout_millis=100)
+        assert "still not writable at shutdown, the block (index [logs] has a write block" in caplog.text
+        assert "2 records lost" in caplog.text
+
+
+@pytest.mark.e2e
+class TestRecordedBulkErrors:
+    """The recorded failures are what a live Elasticsearch answers (status, type, and so classification)."""
+
+    def test_fixture_matches_a_live_server(self, busy_node):
+        """Every failure provoked again on a live node has the recorded status, type and classification."""
+        live = _provoke(busy_node)
+        recorded = json.loads(BULK_ERRORS.read_text())["shapes"]
+        assert live.keys() == recorded.keys(), json.dumps(live, indent=1)
+        for name, shape in recorded.items():
+            now = live[name]
+            if "request_status" in shape:
+                assert (now["request_status"], now["body"]["error"]["type"]) == (
+                    shape["request_status"],
+                    shape["body"]["error"]["type"],
+                ), name
+            else:
+                assert (now["status"], now["error"]["type"]) == (shape["status"], shape["error"]["type"]), name
+            assert _classify(now) == _classify(shape) or _classify(now).kind == _classify(shape).kind, name
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+class TestBlocksOnEveryServer:
+    """On every supported server (8.19.21, 8.0.0, 7.17.29) both index blocks keep the records, not reject them."""
+
+    @pytest.mark.parametrize(
+        ("setting", "named"),
+        [
+            ("index.blocks.read_only_allow_delete", "read-only-allow-delete block"),
+            ("index.blocks.write", "write block"),
+        ],
+        ids=["flood-stage", "write"],
+    )
+    def test_block_kept_then_written(self, es_server, setting, named, caplog):
+        """Blocked: FAILURE, the record kept, a warning naming the block, no rejection; lifted: written once."""
+        index = _index_name("blocked")
+        with client(es_server) as admin:
+            setup_index(admin, index)
+            admin.indices.put_settings(index=index, settings={setting: True})
+            exporter = ElasticsearchLogExporter(
+                es_server.url,
+                user=es_server.user,
+                password=es_server.password,
+                index=index,
+                # No 429 retries by the helper: 8.x lifts a read_only_allow_delete block by itself at its
+                # next disk check when the disk has room (every 30 s), so the first answer must be the test's.
+                max_retries=0,
+                environ={},
+            )
+            with caplog.at_level(logging.WARNING, logger="otel_openreplay.exporter"):
+                assert exporter.export(_records(2)) == ExportResult.FAILURE
+                assert exporter.backlog == 2
+                admin.indices.put_settings(index=index, settings={setting: None})
+                assert exporter.force_flush() is True
+            admin.indices.refresh(index=index)
+            assert admin.count(index=index)["count"] == 2
+        (warning,) = _own_logs(caplog, logging.WARNING)
+        assert named in warning, warning
+        assert _own_logs(caplog, logging.ERROR) == []
+        exporter.shutdown()

@@ -10,6 +10,9 @@ lines into a table) and asserts on the counts:
   pairs (a record indexed after a newer one, which OpenReplay ≤ 1.20's poller can skip) are counted;
 - the collector SIGKILLed mid-stream and restarted (persistent queue): no acknowledged record lost;
 - Elasticsearch answering 429 (2-slot write queue under concurrent bulk pressure): retried, nothing lost;
+- an index block held 20 s (the flood-stage ``read_only_allow_delete``, per item 429; ``index.blocks.write``,
+  per item 403), through the collector AND through the direct Python exporter: nothing stored while
+  blocked, then every record once; the direct exporter warns once, naming the block (``slow``);
 - a document Elasticsearch rejects (mapping conflict): reported in the collector's log with its reason,
   the rest arrive;
 - a two-node cluster with one node killed mid-stream: nothing lost (the exporter lists both nodes);
@@ -18,16 +21,19 @@ lines into a table) and asserts on the counts:
   request answered.
 
 "Acknowledged" means the OTLP export that carried the record returned success: the collector persisted it
-in its queue (fsync) before answering. Timing figures are reported, never asserted (the machine may be
-shared), except as a guard against the app blocking on export.
+in its queue (fsync) before answering. The direct exporter has no such answer (it returns FAILURE for the
+records it keeps in its backlog), so for it acknowledged is None and lost is every sent record not found.
+Timing figures are reported, never asserted (the machine may be shared), except as a guard against the app
+blocking on export.
 
-All are ``e2e``; together they take about 5 minutes, so CI runs them. Only the FastAPI (uvicorn) run of the
-header test is also ``slow`` (it repeats the Flask run's 10,000 requests against an ASGI server): run it
-with ``pytest -m slow tests/test_faults.py`` or ``benchmarks/faults.py``.
+All are ``e2e``, and CI runs them all (about 9 minutes). The FastAPI (uvicorn) run of the header test (it
+repeats the Flask run's 10,000 requests against an ASGI server) and the four block tests (about 45 s each)
+are also ``slow``, so they can be left out locally: run them with ``pytest -m slow tests/test_faults.py`` or
+``benchmarks/faults.py``.
 
 It must never stop, kill or reconfigure the shared ``es_node`` (the tests that stop or kill Elasticsearch
-start their own nodes), never signal a process it did not start, and never read another test's documents:
-each test writes its own index or its own ``service.name``.
+start their own nodes; the block tests block only their own index), never signal a process it did not
+start, and never read another test's documents: each test writes its own index or its own ``service.name``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import secrets
@@ -63,6 +70,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.resources import Resource
 
 from otel_openreplay import configure
+from otel_openreplay.exporter import ElasticsearchLogExporter
 from otel_openreplay.propagator import OpenReplayPropagator
 from otel_openreplay.template import setup_index
 from tests.apps import App
@@ -128,14 +136,26 @@ EXCEPTION_ATTRIBUTES = {
 
 class Stream:
     """Error records ``<service> record 000042`` logged at ``rate`` per second from a thread, exported by the
-    SDK's BatchLogRecordProcessor over OTLP/gRPC. Every ``exception_every``-th record (if set) carries an
-    exception, as a record logged with ``exc_info`` does."""
+    SDK's BatchLogRecordProcessor over OTLP/gRPC to ``grpc_endpoint`` (or by ``exporter``: the direct
+    Elasticsearch exporter). Every ``exception_every``-th record (if set) carries an exception, as a record
+    logged with ``exc_info`` does. With ``limit``, the thread stops after that many records."""
 
-    def __init__(self, grpc_endpoint: str, *, rate: float, exception_every: int = 0) -> None:
+    def __init__(
+        self,
+        grpc_endpoint: str | None,
+        *,
+        rate: float,
+        exception_every: int = 0,
+        exporter: LogRecordExporter | None = None,
+        limit: int | None = None,
+    ) -> None:
         self.service = f"faults-{secrets.token_hex(4)}"
         self.rate = rate
         self.exception_every = exception_every
-        self.exporter = AckingExporter(OTLPLogExporter(endpoint=grpc_endpoint, insecure=True))
+        self.limit = limit
+        if exporter is None:
+            exporter = OTLPLogExporter(endpoint=grpc_endpoint, insecure=True)
+        self.exporter = AckingExporter(exporter)
         self.provider = LoggerProvider(resource=Resource.create({"service.name": self.service}), shutdown_on_exit=False)
         self.provider.add_log_record_processor(BatchLogRecordProcessor(self.exporter, schedule_delay_millis=200))
         self.logger = self.provider.get_logger("shop.checkout")
@@ -145,7 +165,7 @@ class Stream:
 
     def _run(self) -> None:
         started = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and (self.limit is None or self.sent < self.limit):
             seq = self.sent
             attributes = EXCEPTION_ATTRIBUTES if self.exception_every and seq % self.exception_every == 0 else {}
             self.logger.emit(
@@ -162,6 +182,11 @@ class Stream:
     def start(self) -> Stream:
         self._thread.start()
         return self
+
+    def wait_done(self, timeout: float) -> None:
+        """Wait until the thread has logged its ``limit`` records."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the stream logged {self.sent} records in {timeout:.0f} s"
 
     def stop(self) -> None:
         """Stop logging and export everything still queued (returns when each batch succeeded or failed)."""
@@ -187,8 +212,8 @@ class Stream:
 
 
 @contextlib.contextmanager
-def streaming(grpc_endpoint: str, *, rate: float, exception_every: int = 0) -> Iterator[Stream]:
-    stream = Stream(grpc_endpoint, rate=rate, exception_every=exception_every)
+def streaming(grpc_endpoint: str | None, *, rate: float, **options: Any) -> Iterator[Stream]:
+    stream = Stream(grpc_endpoint, rate=rate, **options)
     try:
         yield stream.start()
     finally:
@@ -319,15 +344,19 @@ def report(fault: str, **figures: Any) -> dict[str, Any]:
     return line
 
 
-def counts(stream: Stream, docs: Sequence[Stored]) -> dict[str, int]:
-    """sent / acknowledged / found / duplicated / lost (acknowledged but not found)."""
+def counts(stream: Stream, docs: Sequence[Stored], *, acknowledging: bool = True) -> dict[str, int | None]:
+    """sent / acknowledged / found / duplicated / lost (acknowledged but not found).
+
+    ``acknowledging=False`` for an exporter whose success does not mean "stored or safely queued" (the
+    direct exporter answers FAILURE for records it keeps in its backlog): acknowledged is then None and
+    lost counts every sent record not found."""
     found = {doc.seq for doc in docs}
     return {
         "sent": stream.sent,
-        "acknowledged": len(stream.acked),
+        "acknowledged": len(stream.acked) if acknowledging else None,
         "found": len(found),
         "duplicated": duplicates(docs),
-        "lost": len(stream.acked - found),
+        "lost": len((stream.acked if acknowledging else set(range(stream.sent))) - found),
     }
 
 
@@ -547,6 +576,128 @@ def test_429_back_pressure_is_retried_and_loses_nothing(binary: Path, tmp_path: 
     assert retried > 0, "the collector never met a 429: the test proved nothing"
     assert figures["found"] == figures["sent"] == figures["acknowledged"]
     assert figures["duplicated"] == 0
+
+
+# --- an index block held for 20 s ---------------------------------------------------------------------------
+
+BLOCKS = {
+    # What the flood-stage disk watermark puts on an index: every write refused per item, 429 (8.x).
+    "flood-stage": "index.blocks.read_only_allow_delete",
+    # What an operator or a lifecycle step puts: every write refused per item, 403.
+    "write": "index.blocks.write",
+}
+"""Each index block the tests hold, by name, and the index setting that makes it."""
+
+BLOCK_RECORDS, BLOCK_RATE, BLOCK_HELD_S = 600, 20, 20
+"""600 error records over 30 s, the block held for 20 s in the middle."""
+
+BLOCK_WARNINGS = {"flood-stage": "read-only-allow-delete block", "write": "write block (index.blocks.write)"}
+"""What the direct exporter's one warning names, per block."""
+
+ABOVE_HIGH_WATERMARK = {
+    "cluster.info.update.interval": "1h",
+    "cluster.routing.allocation.disk.watermark.low": "1000tb",
+    "cluster.routing.allocation.disk.watermark.high": "1000tb",
+    "cluster.routing.allocation.disk.watermark.flood_stage": "1b",
+}
+"""A node that keeps a hand-set flood-stage block until it is lifted, as a full disk does. Elasticsearch
+>= 7.4 lifts a ``read_only_allow_delete`` block by itself at a disk check that finds use below the high
+watermark: on a node with room to spare, a block set by hand was gone within the 20 s here. So the disk
+checks (which run at start-up, then every ``cluster.info.update.interval``) are an hour apart, and the
+watermarks say the disk is past the high watermark but below the flood stage (free space is measured
+against these sizes: Elasticsearch neither adds nor lifts a block)."""
+
+
+@pytest.fixture(scope="module")
+def full_disk_node() -> Iterator[es.ElasticsearchNode]:
+    with es.ElasticsearchNode(settings=ABOVE_HIGH_WATERMARK) as node:
+        yield node
+
+
+def block_is_set(client: Elasticsearch, index: str, setting: str) -> bool:
+    """Whether ``setting`` is true on ``index`` (on every index behind it, if it is an alias)."""
+    answer = client.indices.get_settings(index=index, name=setting, flat_settings=True).body
+    return bool(answer) and all(str(one["settings"].get(setting)) == "true" for one in answer.values())
+
+
+@contextlib.contextmanager
+def block_stream(path: str, node: es.ElasticsearchNode, index: str, request: pytest.FixtureRequest) -> Iterator[Stream]:
+    """A limited stream into ``index``: through the shipped collector config, or the direct exporter."""
+    options: dict[str, Any] = {"rate": BLOCK_RATE, "limit": BLOCK_RECORDS}
+    if path == "collector":
+        binary = request.getfixturevalue("binary")
+        with (
+            stack.Collector(env=es_env(node, index), binary=binary) as collector,
+            streaming(collector.grpc_endpoint, **options) as stream,
+        ):
+            yield stream
+    else:
+        exporter = ElasticsearchLogExporter(environ=es_env(node, index))
+        with streaming(None, exporter=exporter, **options) as stream:
+            yield stream
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("block", list(BLOCKS))
+@pytest.mark.parametrize("path", ["collector", "exporter"])
+def test_index_block_held_20s_loses_and_duplicates_nothing(
+    path: str, block: str, request: pytest.FixtureRequest, caplog: Any
+) -> None:
+    """600 error records over 30 s while the index carries a block for 20 s (set and lifted with the settings
+    API, as Elasticsearch and operators do), through the shipped collector config or the direct exporter:
+    nothing stored while blocked, then every record exactly once. The direct exporter logs one warning
+    naming the block, no rejection and no mapping advice, and one line when it writes again."""
+    setting = BLOCKS[block]
+    es_node = request.getfixturevalue("full_disk_node" if block == "flood-stage" else "es_node")
+    with contextlib.closing(es.client(es_node)) as admin:
+        index = new_index(admin, f"block-{path}")
+        with (
+            caplog.at_level(logging.INFO, logger="otel_openreplay.exporter"),
+            block_stream(path, es_node, index, request) as stream,
+        ):
+            wait_until("the first records", lambda: stored(admin, index, stream.service))
+            admin.indices.put_settings(index=index, settings={setting: True})
+            sent_at_block = stream.sent
+            time.sleep(1)  # a bulk request taken before the block was set may still be finishing
+            stored_at_block = len(stored(admin, index, stream.service))
+            time.sleep(BLOCK_HELD_S - 1)
+            stored_before_lift = len(stored(admin, index, stream.service))
+            held = block_is_set(admin, index, setting)
+            admin.indices.put_settings(index=index, settings={setting: None})
+            sent_during_block = stream.sent - sent_at_block
+            stream.wait_done(timeout=120)
+            stream.stop()
+            # Found while the exporter still runs: written after the lift, not at shutdown.
+            docs = wait_for_records(admin, index, stream.service, set(range(stream.sent)))
+            figures = counts(stream, docs, acknowledging=path == "collector")
+    own = [r for r in caplog.records if r.name == "otel_openreplay.exporter"]
+    warnings = [r.getMessage() for r in own if r.levelno == logging.WARNING]
+    errors = [r.getMessage() for r in own if r.levelno >= logging.ERROR]
+    written_again = [r.getMessage() for r in own if r.levelno == logging.INFO and "written again" in r.getMessage()]
+    report(
+        f"index {block} block held {BLOCK_HELD_S} s ({path})",
+        **figures,
+        sent_during_block=sent_during_block,
+        stored_during_block=stored_before_lift - stored_at_block,
+        exporter_warnings=len(warnings),
+        exporter_errors=len(errors),
+    )
+    assert held, f"{setting} was lifted before the test lifted it"
+    assert sent_during_block > 0
+    assert stored_before_lift == stored_at_block, "documents were stored while the index was blocked"
+    assert figures["found"] == figures["sent"] == BLOCK_RECORDS
+    assert figures["duplicated"] == 0
+    assert figures["lost"] == 0
+    if path == "collector":
+        assert figures["acknowledged"] == figures["sent"]
+        return
+    assert len(warnings) == 1, warnings
+    assert BLOCK_WARNINGS[block] in warnings[0]
+    assert "mapping" not in warnings[0]
+    assert not errors, errors
+    (again,) = written_again
+    assert re.search(r"written again, \d+ records kept during ", again), again
 
 
 # --- a document Elasticsearch rejects ----------------------------------------------------------------------
