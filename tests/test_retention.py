@@ -163,7 +163,7 @@ COLLECTOR_RECORDS = 300
 """Records sent through the collector while the migration runs (one session)."""
 
 DIRECT_RECORDS = 50
-"""Records the direct exporter sends before the migration and again after it."""
+"""Records the direct exporter sends before the migration, during it, and again after it."""
 
 MAINTENANCE_ROLE = role_descriptors("maintenance", "logs")["otel_openreplay_maintenance"]
 
@@ -298,9 +298,9 @@ class TestMigration:
         collector_binary: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        """`es setup --retention 30d` on a plain `logs`, while the shipped collector config writes: every record
-        of the collector and of the direct exporter (before and after) is stored exactly once, and both
-        OpenReplay generations find them all, in the old index and in the new."""
+        """`es setup --retention 30d` on a plain `logs`, while the shipped collector config and the direct exporter
+        write: every record of both (the exporter's before, during and after the migration) is stored exactly
+        once, and both OpenReplay generations find them all, in the old index and in the new."""
         assert admin.indices.exists(index="logs")
         assert not admin.indices.exists_alias(name="logs")
         token, _ = new_token()
@@ -319,7 +319,12 @@ class TestMigration:
             sent = [f"collector {n:04d}" for n in range(COLLECTOR_RECORDS)]
             stream = threading.Thread(target=emit, args=(through_collector, token, sent), kwargs={"pause": 0.02})
             stream.start()
+            # The direct exporter writes all through the migration too: what meets the write block waits in
+            # its backlog and is written once the block is gone.
+            during = [f"direct during {n:03d}" for n in range(DIRECT_RECORDS)]
+            direct_stream = threading.Thread(target=emit, args=(direct, token, during), kwargs={"pause": 0.1})
             time.sleep(1.5)  # the collector is writing to the plain index
+            direct_stream.start()
             probe = BlockProbe(retention_node, accounts.writer)
             probe.start()
             code, out, err = run_cli(
@@ -332,6 +337,7 @@ class TestMigration:
             )
             probe.stop()
             stream.join()
+            direct_stream.join()
             through_collector.shutdown()
             assert code == 0, err
             assert "replaced the index logs by the alias logs" in out
@@ -340,7 +346,7 @@ class TestMigration:
         after = [f"direct after {n:03d}" for n in range(DIRECT_RECORDS)]
         emit(direct, token, after)
         direct.shutdown()
-        got_direct = messages(admin, direct_service, 2 * DIRECT_RECORDS)
+        got_direct = messages(admin, direct_service, 3 * DIRECT_RECORDS)
 
         assert Counter(got_collector) == Counter(sent), log[-3000:]
         assert probe.blocked > 0  # writers did meet the write block, and writing again after it stored each once
@@ -349,12 +355,14 @@ class TestMigration:
             for hit in admin.search(index="logs", query={"match": {"message": "probe"}}, size=10_000)["hits"]["hits"]
         ]
         assert Counter(probe_ids) == Counter(probe.written)
-        assert Counter(got_direct) == Counter(before + after)
+        assert Counter(got_direct) == Counter(before + during + after)
         assert aliases(admin) == {"logs-000001": False, "logs-000002": True}
         old = admin.count(index="logs-000001", query={"term": {"service.name": direct_service}})["count"]
         new = admin.count(index="logs-000002", query={"term": {"service.name": direct_service}})["count"]
-        assert (old, new) == (DIRECT_RECORDS, DIRECT_RECORDS)
-        total = COLLECTOR_RECORDS + 2 * DIRECT_RECORDS
+        assert old >= DIRECT_RECORDS  # the records before, and those during that made it before the block
+        assert new >= DIRECT_RECORDS  # the records after, and those held during the block
+        assert old + new == 3 * DIRECT_RECORDS
+        total = COLLECTOR_RECORDS + 3 * DIRECT_RECORDS
         assert both_reads(capsys, accounts, token) == {"1.20": total, "1.21": total}
         with contextlib.closing(accounts.reader_client()) as reader:  # <= 1.20's default pattern: each record once
             hits = reader.search(index="*log*", query={"match_phrase": {"message": token}}, size=1000)["hits"]
