@@ -147,7 +147,9 @@ def otel_newest(session: nox.Session) -> None:
         "opentelemetry-processor-baggage",
         "opentelemetry-instrumentation-asgi",
         "opentelemetry-instrumentation-wsgi",
-        "opentelemetry-instrumentation-structlog",
+        # Not opentelemetry-instrumentation-structlog: its only release (0.66b1) pins the semantic conventions
+        # 0.66b1 and SDK 1.45.2 needs 0.66b2, so the two cannot be installed together; its tests skip here
+        # (with that reason) and run in the tested set.
     )
     _say_versions(session, NEWEST_SDK)
     session.run("pytest", *UNIT, *session.posargs)
