@@ -42,6 +42,15 @@ SETTINGS = {"django": "examples.django_shop.settings", "django-asgi": "examples.
 """``DJANGO_SETTINGS_MODULE`` of the Django examples."""
 
 
+def prefixed_by(session_id: str) -> Any:
+    """Matches the ERROR records (what reaches OpenReplay) of one session, as the console exporter printed them."""
+    return lambda record: (
+        record["severity_number"] >= 17
+        and isinstance(record["body"], str)
+        and f"[openReplaySession.id={session_id}] " in record["body"]
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.apps import ROOT, App
+from tests.apps import ROOT, App, prefixed_by
 from tests.conftest import TOKEN, TOKEN_SESSION_ID
 
 pytestmark = pytest.mark.e2e
@@ -26,15 +26,6 @@ _ids = itertools.count(880001)
 def new_id() -> str:
     """A fresh session id per request, so each record is attributable to one request."""
     return str(next(_ids))
-
-
-def prefixed_by(session_id: str) -> object:
-    """Matches the ERROR records (what reaches OpenReplay) of one session."""
-    return lambda record: (
-        record["severity_number"] >= 17
-        and isinstance(record["body"], str)
-        and f"[openReplaySession.id={session_id}] " in record["body"]
-    )
 
 
 KINDS = ["flask", "fastapi", "django", "django-asgi", "starlette", "aiohttp", "falcon", "pyramid", "tornado"]

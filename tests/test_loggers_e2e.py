@@ -19,7 +19,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from otel_openreplay.doctor import LEGACY_TOKEN_RE
-from tests.apps import BIN, App
+from tests.apps import BIN, App, prefixed_by
 from tests.stack import collector as collector_stack
 from tests.stack.fixtures import Accounts
 from tests.test_pipeline_e2e import assert_contract, legacy_read, new_token, wait_for
@@ -62,15 +62,6 @@ def new_id() -> str:
     return str(next(_ids))
 
 
-def of_session(session_id: str) -> Any:
-    """Matches the ERROR records (what reaches OpenReplay) of one session."""
-    return lambda record: (
-        record["severity_number"] >= 17
-        and isinstance(record["body"], str)
-        and f"[openReplaySession.id={session_id}] " in record["body"]
-    )
-
-
 def settled(app: App, predicate: Any, count: int, timeout: float = 20) -> list[dict[str, Any]]:
     """The records matching ``predicate`` once ``count`` of them are there, read again a second later (a
     second copy, if there were one, would be exported by then: the batch delay is 100 ms)."""
@@ -93,7 +84,7 @@ class TestEachSetUp:
         """The handler's error: once, the prefix in front of the message (the event, not a dict), attributes."""
         token, session_id = new_token()
         assert app.get("/checkout", {"X-OpenReplay-SessionToken": token}, order="77").status_code == 402
-        (record,) = settled(app, of_session(session_id), 1)
+        (record,) = settled(app, prefixed_by(session_id), 1)
         prefix = f"[openReplaySessionToken={token}] [openReplaySession.id={session_id}] "
         expected = (
             "payment declined: card 4242 expired" if app.library == "loguru" else "payment declined: card expired"
@@ -108,7 +99,7 @@ class TestEachSetUp:
         """``logger.exception`` / ``log.exception`` in the handler: once, with exception.* attributes."""
         session_id = new_id()
         assert app.get("/refund", {"openReplaySession.id": session_id}).status_code == 503
-        (record,) = settled(app, of_session(session_id), 1)
+        (record,) = settled(app, prefixed_by(session_id), 1)
         assert record["body"] == f"[openReplaySession.id={session_id}] refund failed"
         assert record["attributes"]["exception.type"] == "ConnectionError"
         assert "refund service unreachable" in record["attributes"]["exception.stacktrace"]
@@ -117,7 +108,7 @@ class TestEachSetUp:
         """Flask's own record of an unhandled exception (through ``logging``) arrives once, tagged, traceback."""
         session_id = new_id()
         assert app.get("/crash", {"openReplaySession.id": session_id}).status_code == 500
-        (record,) = settled(app, of_session(session_id), 1)
+        (record,) = settled(app, prefixed_by(session_id), 1)
         assert record["body"] == f"[openReplaySession.id={session_id}] Exception on /crash [GET]"
         assert record["attributes"]["exception.type"] == "RuntimeError"
         assert "inventory service timed out" in record["attributes"]["exception.stacktrace"]
@@ -126,7 +117,7 @@ class TestEachSetUp:
         """A thread started by the handler logs with the request's session."""
         session_id = new_id()
         app.get("/thread", {"openReplaySession.id": session_id})
-        (record,) = settled(app, of_session(session_id), 1)
+        (record,) = settled(app, prefixed_by(session_id), 1)
         assert record["body"] == f"[openReplaySession.id={session_id}] receipt rendering failed"
 
     def test_no_header_untagged(self, app: LoggerApp) -> None:
@@ -159,7 +150,7 @@ def test_loguru_off_setting() -> None:
         session_id = new_id()
         app.get("/checkout", {"openReplaySession.id": session_id})
         app.get("/crash", {"openReplaySession.id": session_id})
-        (record,) = settled(app, of_session(session_id), 1)
+        (record,) = settled(app, prefixed_by(session_id), 1)
         assert record["body"].endswith("Exception on /crash [GET]")
         assert not any("payment declined" in str(r["body"]) for r in app.logs())
 
